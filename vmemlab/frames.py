@@ -1,0 +1,255 @@
+"""Physical frames: who holds each one, where it lives, and its reference count.
+
+A *frame* here is one allocation of ``1 << order`` physical pages: an order-0 vmemmap data page,
+an order-9 PMD block (x86's 2 MiB vmemmap blocks) or a page-table page.  Frames are identified
+by dense integer ids so that whole sections are handled with numpy.  Every frame records
+
+* ``kind``   -- :data:`VMEMMAP` (struct pages), :data:`PAGETABLE` (a kernel page-table page);
+* ``home``   -- :data:`RAM` or :data:`DEVICE` (carved from a ``vmem_altmap``);
+* ``pfn``    -- its first physical page (device frames: the altmap pfn the kernel computes);
+* ``refcount`` -- the struct-page ``_refcount`` of its first page, as ``get_page()`` /
+  ``put_page_testzero()`` move it (kernel-facts.md §3.1: the reuse path pairs a ``get_page`` per
+  extra mapping with the ``put_page_testzero`` in the freeing path).
+
+:class:`RamAllocator` stands for the buddy allocator (or memblock at boot) and refuses with
+``-ENOMEM`` when a modelled RAM size runs out; :class:`VmemAltmap` is ``struct vmem_altmap`` with
+``altmap_alloc_block_buf()`` / ``vmem_altmap_free()`` semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import KernelError
+
+FREE, VMEMMAP, PAGETABLE = 0, 1, 2
+RAM, DEVICE = 0, 1
+KIND_NAMES = {FREE: "free", VMEMMAP: "vmemmap", PAGETABLE: "pagetable"}
+HOME_NAMES = {RAM: "RAM", DEVICE: "device"}
+
+#: RAM pfns handed to frames start here; they only label frames (capacity is what is checked)
+RAM_LABEL_BASE = 1 << 40
+
+
+class RamAllocator:
+    """The page allocator as far as the vmemmap sees it: a capacity in pages and a use count.
+
+    ``capacity=None`` means unlimited.  Boot allocations (memblock) and runtime ones (buddy)
+    draw on the same capacity; ``alloc`` refuses with ``-ENOMEM`` instead of overdrawing.
+    """
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+        self._next_pfn = RAM_LABEL_BASE
+
+    @property
+    def free(self) -> int | None:
+        return None if self.capacity is None else self.capacity - self.used
+
+    def alloc(self, nr_pages: int, order: int, function: str = "vmemmap_alloc_block") -> int:
+        """Take ``nr_pages`` pages in blocks of ``1 << order``; return the first label pfn."""
+        if self.capacity is not None and self.used + nr_pages > self.capacity:
+            raise KernelError(
+                "ENOMEM", function,
+                f"needs {nr_pages} more page(s) of RAM but only {self.capacity - self.used} of "
+                f"{self.capacity} are free")
+        self.used += nr_pages
+        self.peak = max(self.peak, self.used)
+        align = 1 << order
+        pfn = -(-self._next_pfn // align) * align
+        self._next_pfn = pfn + nr_pages
+        return pfn
+
+    def release(self, nr_pages: int) -> None:
+        if nr_pages > self.used:
+            raise AssertionError(f"RAM underflow: freeing {nr_pages} of {self.used}")
+        self.used -= nr_pages
+
+
+@dataclass
+class VmemAltmap:
+    """``struct vmem_altmap`` (include/linux/memremap.h; mm.h in 6.x).
+
+    Pre-allocated device pages for the memmap: ``base_pfn`` is the first pfn of the device,
+    ``reserve`` pages at the start belong to the driver (the info block), ``free`` pages are set
+    aside for struct pages, ``align`` counts pages skipped for alignment, ``alloc`` pages handed out.
+    """
+
+    base_pfn: int
+    end_pfn: int
+    reserve: int
+    free: int
+    align: int = 0
+    alloc: int = 0
+
+    def vmem_altmap_offset(self) -> int:
+        """``vmem_altmap_offset()``: pfns from ``base_pfn`` to the first device data pfn."""
+        return self.reserve + self.free
+
+    def vmem_altmap_next_pfn(self) -> int:
+        """``vmem_altmap_next_pfn()`` (mm/sparse-vmemmap.c)."""
+        return self.base_pfn + self.reserve + self.alloc + self.align
+
+    def vmem_altmap_nr_free(self) -> int:
+        """``vmem_altmap_nr_free()``: pages still available, never negative."""
+        allocated = self.alloc + self.align
+        return self.free - allocated if self.free > allocated else 0
+
+    def altmap_alloc_block_buf(self, size: int, page_shift: int) -> int | None:
+        """``altmap_alloc_block_buf(size, altmap)`` (mm/sparse-vmemmap.c, 5.x-6.x).
+
+        Returns the first pfn of the block, or ``None`` when the altmap cannot satisfy it (the
+        kernel returns NULL; its callers turn that into ``-ENOMEM``).  A block of ``nr`` pages is
+        aligned to the lowest set bit of ``nr`` and the skipped pages are charged to ``align``.
+        """
+        if size & ((1 << page_shift) - 1):
+            return None
+        pfn = self.vmem_altmap_next_pfn()
+        nr_pfns = size >> page_shift
+        nr_align = nr_pfns & -nr_pfns  # 1UL << find_first_bit(&nr_pfns, BITS_PER_LONG)
+        nr_align = (-(-pfn // nr_align) * nr_align) - pfn
+        if nr_pfns + nr_align > self.vmem_altmap_nr_free():
+            return None
+        self.alloc += nr_pfns
+        self.align += nr_align
+        return pfn + nr_align
+
+    def vmem_altmap_free(self, nr_pfns: int) -> None:
+        """``vmem_altmap_free()``: ``alloc -= nr_pfns``; ``align`` is never given back."""
+        if nr_pfns > self.alloc:
+            raise AssertionError(f"altmap underflow: freeing {nr_pfns} of {self.alloc}")
+        self.alloc -= nr_pfns
+
+
+class FrameTable:
+    """Every frame the model has allocated, as growable numpy columns indexed by frame id."""
+
+    def __init__(self, ram: RamAllocator, page_shift: int) -> None:
+        self.ram = ram
+        self.page_shift = page_shift
+        self.n = 0
+        cap = 1024
+        self.refcount = np.zeros(cap, np.int64)
+        self.order = np.zeros(cap, np.int8)
+        self.kind = np.zeros(cap, np.int8)
+        self.home = np.zeros(cap, np.int8)
+        self.pfn = np.zeros(cap, np.int64)
+        self.boot = np.zeros(cap, np.bool_)
+        self.altmap: dict[int, VmemAltmap] = {}  # frame id -> altmap it came from
+
+    # -- growth ---------------------------------------------------------------------------
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        cap = len(self.refcount)
+        if need <= cap:
+            return
+        while cap < need:
+            cap *= 2
+        for name in ("refcount", "order", "kind", "home", "pfn", "boot"):
+            old = getattr(self, name)
+            new = np.zeros(cap, old.dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+
+    def _new(self, count: int, order: int, kind: int, home: int, pfn0: int, boot: bool) -> np.ndarray:
+        self._reserve(count)
+        ids = np.arange(self.n, self.n + count, dtype=np.int64)
+        sl = slice(self.n, self.n + count)
+        self.refcount[sl] = 1
+        self.order[sl] = order
+        self.kind[sl] = kind
+        self.home[sl] = home
+        self.pfn[sl] = pfn0 + (np.arange(count, dtype=np.int64) << order)
+        self.boot[sl] = boot
+        self.n += count
+        return ids
+
+    # -- allocation -----------------------------------------------------------------------
+    def alloc_ram(self, count: int, order: int, kind: int, boot: bool = False,
+                  function: str = "vmemmap_alloc_block") -> np.ndarray:
+        """``count`` new frames of ``1 << order`` RAM pages each, refcount 1."""
+        if count == 0:
+            return np.empty(0, np.int64)
+        pfn0 = self.ram.alloc(count << order, order, function)
+        return self._new(count, order, kind, RAM, pfn0, boot)
+
+    def alloc_altmap(self, altmap: VmemAltmap, count: int, order: int) -> np.ndarray | None:
+        """``count`` frames from the altmap, one ``altmap_alloc_block_buf`` each; ``None`` if it
+        runs out (after giving back what this call took, so nothing is half-allocated)."""
+        ids = []
+        size = 1 << (order + self.page_shift)
+        for _ in range(count):
+            pfn = altmap.altmap_alloc_block_buf(size, self.page_shift)
+            if pfn is None:
+                for fid in ids:
+                    self.free_frames(np.array([fid]))
+                return None
+            fid = int(self._new(1, order, VMEMMAP, DEVICE, pfn, False)[0])
+            self.altmap[fid] = altmap
+            ids.append(fid)
+        return np.array(ids, np.int64)
+
+    def alloc_altmap_pages(self, altmap: VmemAltmap, count: int) -> np.ndarray | None:
+        """``count`` order-0 frames from the altmap in one go (order-0 blocks need no alignment)."""
+        if count == 0:
+            return np.empty(0, np.int64)
+        if count > altmap.vmem_altmap_nr_free():
+            return None
+        pfn0 = altmap.vmem_altmap_next_pfn()
+        altmap.alloc += count
+        ids = self._new(count, 0, VMEMMAP, DEVICE, pfn0, False)
+        for fid in ids.tolist():
+            self.altmap[fid] = altmap
+        return ids
+
+    # -- references -----------------------------------------------------------------------
+    def get(self, ids: np.ndarray, counts: np.ndarray | int = 1) -> None:
+        """``get_page()`` on each frame (``counts`` times); ids may repeat."""
+        np.add.at(self.refcount, ids, counts)
+
+    def put(self, ids: np.ndarray, counts: np.ndarray | int = 1) -> np.ndarray:
+        """``put_page_testzero()``; frees and returns the ids whose count reached zero."""
+        ids = np.asarray(ids, np.int64)
+        if ids.size == 0:
+            return ids
+        np.subtract.at(self.refcount, ids, counts)
+        uniq = np.unique(ids)
+        if (self.refcount[uniq] < 0).any() or (self.kind[uniq] == FREE).any():
+            raise AssertionError("put_page on a free frame: a double free in the model")
+        dead = uniq[self.refcount[uniq] == 0]
+        self.free_frames(dead)
+        return dead
+
+    def free_frames(self, ids: np.ndarray) -> None:
+        """Return frames to where they came from: the page allocator or their altmap."""
+        ids = np.asarray(ids, np.int64)
+        if ids.size == 0:
+            return
+        home = self.home[ids]
+        pages = np.int64(1) << self.order[ids].astype(np.int64)
+        ram_pages = int(pages[home == RAM].sum())
+        if ram_pages:
+            self.ram.release(ram_pages)
+        for fid, npages in zip(ids[home == DEVICE].tolist(), pages[home == DEVICE].tolist()):
+            self.altmap.pop(fid).vmem_altmap_free(npages)
+        self.kind[ids] = FREE
+        self.refcount[ids] = 0
+
+    # -- views ----------------------------------------------------------------------------
+    def live(self) -> np.ndarray:
+        return np.flatnonzero(self.kind[: self.n] != FREE)
+
+    def pages(self, kind: int | None = None, home: int | None = None, boot: bool | None = None) -> int:
+        """Total pages held by live frames matching ``kind`` / ``home`` / ``boot``."""
+        sel = self.kind[: self.n] != FREE
+        if kind is not None:
+            sel &= self.kind[: self.n] == kind
+        if home is not None:
+            sel &= self.home[: self.n] == home
+        if boot is not None:
+            sel &= self.boot[: self.n] == boot
+        return int((np.int64(1) << self.order[: self.n][sel].astype(np.int64)).sum())

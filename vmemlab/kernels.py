@@ -1,0 +1,79 @@
+"""Kernel variants the model can follow (kernel-facts.md §0 has the timeline).
+
+=========  ===================================================================================
+``v3``     The posted series "mm, sparse-vmemmap: Introduce compound pagemaps" v3 (Jul 2021):
+           compound devmaps, tail-page vmemmap reuse, PMD-level reuse for PUD-sized compound
+           pages (patch 14, never merged) and head-page GUP refcounting (patch 13, never merged).
+``5.17``   Compound devmap pages merged (``vmemmap_shift``), no vmemmap deduplication yet.
+``5.19``   Deduplication merged (4917f55b4ef9): ``is_power_of_2(sizeof(struct page)) && pgmap &&
+           pgmap_vmemmap_nr(pgmap) > 1 && !altmap``; ``compound_nr_pages`` (6fd3620b3428).
+``6.6``    ``vmemmap_can_optimize()`` (6.4, 87a7ae75d738) with ``VMEMMAP_RESERVE_NR`` and arch
+           overrides (6.6): optimise when the compound memmap is more than 2 pages.  The default;
+           it also stands for later 6.x kernels (6.12 included) where this rule is unchanged.
+=========  ===================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """What one kernel variant does, as flags the engine consults by name."""
+
+    name: str
+    #: device-dax pgmaps carry ``vmemmap_shift`` and are initialised as compound pages
+    compound_devmap: bool
+    #: ``__populate_section_memmap`` may take the deduplicating compound path
+    vmemmap_dedup: bool
+    #: ``vmemmap_can_optimize`` rule: "nr>1" (5.19-6.3) or "reserve_nr" (6.6+)
+    can_optimize_rule: str | None
+    #: the v3 series' PMD-level reuse of PTE tables for PUD-sized compound pages (patch 14)
+    pmd_reuse: bool
+    #: ``GUP`` variant: "base" (pre-5.17), "per-subpage-head" (5.17-~6.14), "head-once" (patch 13)
+    gup: str
+    #: HugeTLB vmemmap pages kept per HugeTLB page by HVO (5.14-5.17: 2; 5.18+: 1); 0 = no HVO
+    hvo_reserve_pages: int
+    #: where the pin count of a compound page lives: "page2" (5.7-5.17, order > 1) or "page1"
+    pincount: str
+    #: struct page layout: "5.17" (compound_dtor/compound_order in page[1]) or "folio" (6.x)
+    layout: str
+    #: /proc/vmstat nr_memmap_pages exists (6.11+); the 6.6 variant stands for 6.11-6.x too
+    memmap_counter: bool
+    year: str = ""
+    summary: str = ""
+
+
+KERNELS: dict[str, Kernel] = {
+    "v3": Kernel("v3", True, True, "nr>1", True, "head-once", 2, "page2", "5.17", False,
+                 "2021-07", "the posted v3 series: tail reuse + PMD reuse + head-once GUP"),
+    "5.17": Kernel("5.17", True, False, None, False, "per-subpage-head", 2, "page2", "5.17",
+                   False, "2022-03", "compound devmaps, no vmemmap deduplication"),
+    "5.19": Kernel("5.19", True, True, "nr>1", False, "per-subpage-head", 1, "page1", "5.17",
+                   False, "2022-07", "tail-page vmemmap deduplication merged"),
+    "6.6": Kernel("6.6", True, True, "reserve_nr", False, "per-subpage-head", 1, "page1",
+                  "folio", True, "2023-10",
+                  "vmemmap_can_optimize with VMEMMAP_RESERVE_NR (stands for 6.6-6.x)"),
+}
+
+DEFAULT_KERNEL = "6.6"
+
+#: GUP variant "base": device pages before compound devmaps (pre-5.17).  Not a vmemmap variant,
+#: so it is offered to the GUP model only.
+PRE_COMPOUND = Kernel("5.16", False, False, None, False, "base", 2, "page2", "5.17", False,
+                      "2022-01", "base-page devmaps (before compound pagemaps)")
+
+
+def get_kernel(kernel: str | Kernel = DEFAULT_KERNEL) -> Kernel:
+    """Look up a :class:`Kernel` variant by name (``"v3"``, ``"5.17"``, ``"5.19"``, ``"6.6"``)."""
+    if isinstance(kernel, Kernel):
+        return kernel
+    if kernel == PRE_COMPOUND.name:
+        return PRE_COMPOUND
+    try:
+        return KERNELS[str(kernel)]
+    except KeyError:
+        raise ParameterError("kernel", kernel, "one of " + ", ".join(KERNELS)) from None

@@ -1,0 +1,138 @@
+"""mm/memremap.c and include/linux/memremap.h: ``struct dev_pagemap``, ``memremap_pages``,
+``memunmap_pages``.
+
+A device-dax instance hands ``memremap_pages`` a pgmap whose ``vmemmap_shift`` comes from the
+device alignment (``dev_dax_probe``, 5.17+): 2 MiB -> 9, 1 GiB -> 18 on x86_64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .errors import KernelError, ParameterError
+from .frames import VmemAltmap
+from .memory_hotplug import __add_pages, __remove_pages
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+MEMORY_DEVICE_GENERIC = "MEMORY_DEVICE_GENERIC"
+MEMORY_DEVICE_FS_DAX = "MEMORY_DEVICE_FS_DAX"
+PGMAP_ALTMAP_VALID = 1 << 0
+
+
+@dataclass(eq=False)
+class DevPagemap:
+    """``struct dev_pagemap`` (include/linux/memremap.h, 5.17+ field names).
+
+    ``ranges`` holds ``(start, end_exclusive)`` physical byte ranges (the kernel's ``struct
+    range`` has an inclusive end); ``nr_range`` is, while ``memremap_pages`` runs, the index of
+    the range being onlined and afterwards the number of ranges.
+    """
+
+    ranges: list[tuple[int, int]]
+    vmemmap_shift: int = 0
+    altmap: VmemAltmap | None = None
+    flags: int = 0
+    type: str = MEMORY_DEVICE_GENERIC
+    nr_range: int = 0
+    name: str = "dax0.0"
+    #: set by memremap_pages: struct pages memmap_init_zone_device wrote, per range
+    init_stats: list = field(default_factory=list)
+    #: ``percpu_ref_get_many(pgmap->ref, ...)``: one reference per compound page (5.17+)
+    ref: int = 0
+
+    def pfn_range(self, i: int, page_shift: int) -> tuple[int, int]:
+        s, e = self.ranges[i]
+        return s >> page_shift, e >> page_shift
+
+
+def pgmap_vmemmap_nr(pgmap: DevPagemap) -> int:
+    """``pgmap_vmemmap_nr(pgmap)``: ``1 << pgmap->vmemmap_shift`` pages per compound page."""
+    return 1 << pgmap.vmemmap_shift
+
+
+def pgmap_altmap(pgmap: DevPagemap) -> VmemAltmap | None:
+    """``pgmap_altmap(pgmap)``: the altmap if ``PGMAP_ALTMAP_VALID`` is set."""
+    return pgmap.altmap if pgmap.flags & PGMAP_ALTMAP_VALID else None
+
+
+def pgmap_pfn_valid(pgmap: DevPagemap, pfn: int, page_shift: int) -> bool:
+    """``pgmap_pfn_valid(pgmap, pfn)``: inside a range, and (range 0 with an altmap) past the
+    pages that hold the memmap and the info block."""
+    for i in range(len(pgmap.ranges)):
+        lo, hi = pgmap.pfn_range(i, page_shift)
+        if lo <= pfn < hi:
+            altmap = pgmap_altmap(pgmap)
+            if i == 0 and altmap is not None:
+                return pfn >= lo + altmap.vmem_altmap_offset()
+            return True
+    return False
+
+
+def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
+    """``memremap_pages(pgmap, nid)`` -> ``pagemap_range`` for each range.
+
+    Refuses like the kernel: -EINVAL for an altmap with several ranges, -ENOMEM "Conflicting
+    mapping in same section" when a range's first or last pfn already belongs to a pgmap, -ENXIO
+    when it intersects System RAM; then ``__add_pages`` (which may refuse -EINVAL, -EEXIST,
+    -E2BIG, -ENOMEM) and ``memmap_init_zone_device``.  On failure the ranges already added are
+    removed again, so the machine is as it was.
+    """
+    from .mm_init import memmap_init_zone_device
+
+    a = m.arch
+    if pgmap.vmemmap_shift < 0 or pgmap.vmemmap_shift > a.max_order:
+        raise ParameterError("vmemmap_shift", pgmap.vmemmap_shift,
+                             f"an order from 0 to {a.max_order} on {a.name}")
+    if pgmap_altmap(pgmap) is not None and len(pgmap.ranges) > 1:
+        raise KernelError("EINVAL", "pagemap_range", "altmap not supported for multiple ranges")
+    if pgmap in m.pgmaps:
+        raise KernelError("EBUSY", "memremap_pages", f"{pgmap.name} is already mapped")
+    for s, e in pgmap.ranges:
+        for pfn in (s >> a.page_shift, (e >> a.page_shift) - 1):
+            other = m.get_dev_pagemap(pfn)
+            if other is not None:
+                raise KernelError("ENOMEM", "pagemap_range",
+                                  f"Conflicting mapping in same section: pfn {pfn:#x} belongs "
+                                  f"to {other.name}")
+        if s < m.boot_ram_end and e > 0:
+            raise KernelError("ENXIO", "pagemap_range",
+                              f"range {s:#x}-{e - 1:#x} intersects System RAM "
+                              f"(0-{m.boot_ram_end - 1:#x})")
+    done = 0
+    pgmap.init_stats = []
+    try:
+        for i in range(len(pgmap.ranges)):
+            pgmap.nr_range = i
+            pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
+            __add_pages(m, nid, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
+            done += 1
+            pgmap.init_stats.append(
+                memmap_init_zone_device(m, pfn, end_pfn - pfn, pgmap))
+    except KernelError:
+        for i in reversed(range(done)):
+            pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
+            __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap))
+        pgmap.nr_range = 0
+        pgmap.init_stats = []
+        raise
+    pgmap.nr_range = len(pgmap.ranges)
+    pgmap.ref = sum(
+        (e - s) >> (a.page_shift + pgmap.vmemmap_shift) for s, e in pgmap.ranges)
+    m.pgmaps.append(pgmap)
+
+
+def memunmap_pages(m: Machine, pgmap: DevPagemap) -> None:
+    """``memunmap_pages(pgmap)``: ``arch_remove_memory`` -> ``__remove_pages`` for each range;
+    every vmemmap page and page-table page goes back where it came from."""
+    if pgmap not in m.pgmaps:
+        raise KernelError("EINVAL", "memunmap_pages", f"{pgmap.name} is not mapped")
+    a = m.arch
+    for i in range(len(pgmap.ranges)):
+        pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
+        __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap))
+    m.pgmaps.remove(pgmap)
+    m.forget_struct_pages(pgmap)
+    pgmap.ref = 0

@@ -1,0 +1,229 @@
+"""The kernel page tables (``init_mm``) for the vmemmap region, table for table.
+
+Indices are vmemmap page numbers (``vpn``: offset from ``VMEMMAP_START`` in pages), so a struct
+page of ``pfn`` lives at byte ``pfn * sizeof(struct page)`` and in page ``vpn = that >> PAGE_SHIFT``.
+Levels are numbered bottom-up: 0 = PTE, 1 = PMD, then PUD (if not folded) and PGD (the top,
+which already exists: ``swapper_pg_dir``).  A table at level ``i`` is named by the global index of
+the level ``i+1`` entry that points at it.
+
+* ``entries[i][e]`` -- level ``i`` entry ``e`` (``i >= 1``) points at the frame of a level ``i-1``
+  table (``vmemmap_{pmd,pud,p4d,pgd}_populate`` allocate these: RAM, zeroed, never altmap);
+* ``pmd_leaf[k]``   -- PMD entry ``k`` is a leaf mapping a PMD-sized block frame
+  (``vmemmap_populate_hugepages``);
+* ``pte[t]``        -- the entries of PTE table frame ``t``: frame ids, ``-1`` for none.
+
+Sharing is by reference count on frames: a reused data page is counted once per PTE that maps
+it (``vmemmap_pte_populate``'s ``get_page(reuse)``); a PTE table reused by several PMD entries
+(the v3 series' patch 14) is counted once per PMD entry.  Freeing follows x86
+``remove_pagetable()``: clearing a PTE puts its page; tables are freed when their last entry goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .arch import Arch
+from .errors import KernelError
+from .frames import PAGETABLE, FrameTable
+
+TOP = -2  # the PGD: preallocated, never freed
+
+
+class KernelPageTables:
+    """``init_mm`` page tables over the vmemmap; see the module docstring for the layout."""
+
+    def __init__(self, arch: Arch, frames: FrameTable) -> None:
+        self.arch = arch
+        self.frames = frames
+        self.levels = arch.levels
+        self.top = len(arch.levels) - 1
+        self.pte_bits = arch.levels[0].bits
+        self.pte_mask = arch.levels[0].ptrs - 1
+        self.entries: list[dict[int, int]] = [{} for _ in arch.levels]  # entries[0] unused
+        self.pmd_leaf: dict[int, int] = {}
+        self.pte: dict[int, np.ndarray] = {}
+        self.children: dict[int, int] = {}
+        self.boot = False  # allocate from memblock (boot) rather than the buddy allocator
+
+    # -- allocation of tables ---------------------------------------------------------------
+    def _alloc_table(self, level: int) -> int:
+        fid = int(self.frames.alloc_ram(1, 0, PAGETABLE, boot=self.boot,
+                                        function="vmemmap_alloc_block_zero")[0])
+        if level == 0:
+            self.pte[fid] = np.full(self.levels[0].ptrs, -1, np.int64)
+        else:
+            self.children[fid] = 0
+        return fid
+
+    def table_for(self, level: int, index: int) -> int:
+        """The level-``level`` table named ``index``, allocated (with its parents) if missing:
+        ``vmemmap_p4d/pud/pmd_populate()``."""
+        if level == self.top:
+            return TOP
+        parent_entries = self.entries[level + 1]
+        fid = parent_entries.get(index)
+        if fid is None:
+            parent = self.table_for(level + 1, index >> self.levels[level + 1].bits)
+            if level == 0 and index in self.pmd_leaf:
+                raise AssertionError("PTE table requested under a PMD leaf")
+            fid = self._alloc_table(level)
+            parent_entries[index] = fid
+            if parent != TOP:
+                self.children[parent] += 1
+        return fid
+
+    def pmd_table_of(self, k: int) -> int:
+        """Frame of the PMD table holding PMD entry ``k`` (allocating parents): ``pud`` walk."""
+        return self.table_for(1, k >> self.levels[1].bits)
+
+    # -- PTE population --------------------------------------------------------------------
+    def populate_ptes(self, vpns: np.ndarray, *, fresh: Callable[[int], np.ndarray] | None = None,
+                      reuse: int | np.ndarray | None = None) -> np.ndarray:
+        """``vmemmap_pte_populate()`` for each vpn (ascending, distinct): an empty PTE gets a new
+        page from ``fresh(n)`` or maps ``reuse`` with ``get_page(reuse)``; a present PTE is left
+        alone.  ``reuse`` may be one frame or one per vpn.  Returns the frame each vpn maps."""
+        vpns = np.asarray(vpns, np.int64)
+        out = np.empty(vpns.size, np.int64)
+        if vpns.size == 0:
+            return out
+        ks = vpns >> self.pte_bits
+        bounds = np.flatnonzero(np.diff(ks)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [vpns.size]))
+        per_vpn_reuse = reuse is not None and np.ndim(reuse) > 0
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            k = int(ks[s])
+            if k in self.pmd_leaf:
+                raise KernelError("EEXIST", "vmemmap_pte_populate",
+                                  f"vmemmap page {int(vpns[s])} is already covered by a PMD leaf")
+            table = self.pte[self.table_for(0, k)]
+            sub = vpns[s:e] & self.pte_mask
+            cur = table[sub]
+            empty = cur < 0
+            n_empty = int(empty.sum())
+            if n_empty:
+                if reuse is None:
+                    new = fresh(n_empty)
+                elif per_vpn_reuse:
+                    new = np.asarray(reuse)[s:e][empty]
+                    self.frames.get(new)
+                else:
+                    new = np.full(n_empty, int(reuse), np.int64)
+                    self.frames.get(np.array([int(reuse)]), n_empty)
+                cur = cur.copy()
+                cur[empty] = new
+                table[sub[empty]] = new
+            out[s:e] = cur
+        return out
+
+    def set_pmd_leaf(self, k: int, block: int) -> None:
+        """Install PMD entry ``k`` as a leaf on a PMD-sized block (``vmemmap_set_pmd``)."""
+        parent = self.pmd_table_of(k)
+        self.pmd_leaf[k] = block
+        self.children[parent] += 1
+
+    def set_pmd_table(self, k: int, table: int) -> None:
+        """Point PMD entry ``k`` at an existing PTE table with ``get_page`` (v3 patch 14's
+        ``vmemmap_pmd_populate(..., block)``)."""
+        parent = self.pmd_table_of(k)
+        self.entries[1][k] = table
+        self.frames.get(np.array([table]))
+        self.children[parent] += 1
+
+    # -- lookups ---------------------------------------------------------------------------
+    def pmd_entry(self, k: int) -> tuple[str, int] | None:
+        """``("leaf", block)``, ``("table", pte_table)`` or ``None`` for PMD entry ``k``."""
+        if k in self.pmd_leaf:
+            return ("leaf", self.pmd_leaf[k])
+        t = self.entries[1].get(k)
+        return None if t is None else ("table", t)
+
+    def resolve(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Walk the tables for each vpn: ``(frame id, page index inside the frame)``; frame -1
+        where nothing is mapped."""
+        vpns = np.atleast_1d(np.asarray(vpns, np.int64))
+        frame = np.full(vpns.size, -1, np.int64)
+        sub = np.zeros(vpns.size, np.int64)
+        ks = vpns >> self.pte_bits
+        for k in np.unique(ks).tolist():
+            sel = ks == k
+            if k in self.pmd_leaf:
+                frame[sel] = self.pmd_leaf[k]
+                sub[sel] = vpns[sel] & self.pte_mask
+            elif k in self.entries[1]:
+                frame[sel] = self.pte[self.entries[1][k]][vpns[sel] & self.pte_mask]
+        return frame, sub
+
+    def resolve_pfn(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(home, pfn)`` of the physical page each vpn maps (pfn -1 where unmapped)."""
+        frame, sub = self.resolve(vpns)
+        ok = frame >= 0
+        pfn = np.full(frame.size, -1, np.int64)
+        home = np.zeros(frame.size, np.int8)
+        pfn[ok] = self.frames.pfn[frame[ok]] + sub[ok]
+        home[ok] = self.frames.home[frame[ok]]
+        return home, pfn
+
+    # -- teardown --------------------------------------------------------------------------
+    def _child_gone(self, level: int, index: int) -> None:
+        parent_index = index >> self.levels[level].bits
+        if level == self.top:
+            return
+        parent = self.entries[level + 1][parent_index]
+        self.children[parent] -= 1
+        if self.children[parent] == 0:
+            del self.children[parent]
+            self.frames.put(np.array([parent]))
+            del self.entries[level + 1][parent_index]
+            self._child_gone(level + 1, parent_index)
+
+    def remove_range(self, vpn_start: int, vpn_end: int,
+                     in_use: Callable[[int, int], bool] | None = None) -> None:
+        """``vmemmap_free()`` / ``remove_pagetable()`` for vmemmap pages ``[vpn_start, vpn_end)``.
+
+        ``in_use(first_vpn, last_vpn_exclusive)`` tells whether another present (sub)section's
+        memmap still lies in a page range at the edges; such pages stay (ppc64's quarter-page
+        sections, x86's sub-PMD tracking)."""
+        ptrs = self.levels[0].ptrs
+        k0, k1 = vpn_start >> self.pte_bits, (vpn_end - 1) >> self.pte_bits
+        for k in range(k0, k1 + 1):
+            lo, hi = max(vpn_start, k * ptrs), min(vpn_end, (k + 1) * ptrs)
+            if k in self.pmd_leaf:
+                whole = lo == k * ptrs and hi == (k + 1) * ptrs
+                if whole or in_use is None or not in_use(k * ptrs, (k + 1) * ptrs):
+                    block = self.pmd_leaf.pop(k)
+                    self.frames.put(np.array([block]))
+                    self._child_gone(1, k)
+                continue
+            t = self.entries[1].get(k)
+            if t is None:
+                continue
+            if self.frames.refcount[t] > 1:  # a PTE table shared by several PMD entries (v3)
+                del self.entries[1][k]
+                self.frames.put(np.array([t]))
+                self._child_gone(1, k)
+                continue
+            table = self.pte[t]
+            sub = np.arange(lo, hi, dtype=np.int64) & self.pte_mask
+            vals = table[sub]
+            mapped = vals >= 0
+            table[sub[mapped]] = -1
+            self.frames.put(vals[mapped])
+            if (table < 0).all():
+                del self.pte[t]
+                del self.entries[1][k]
+                self.frames.put(np.array([t]))
+                self._child_gone(1, k)
+
+    # -- counts ------------------------------------------------------------------------------
+    def table_counts(self) -> dict[str, int]:
+        """Number of page-table pages per level (the PGD, which always exists, is left out)."""
+        out = {}
+        for i, lv in enumerate(self.levels[:-1]):
+            out[lv.name] = len(set(self.entries[i + 1].values()))
+        return out
+
+    def mapped_ptes(self) -> int:
+        return int(sum(int((t >= 0).sum()) for t in self.pte.values()))

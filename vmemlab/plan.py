@@ -1,0 +1,180 @@
+"""Capacity planning: populate a namespace in the model and report what it costs.
+
+:func:`plan` builds a :class:`~vmemlab.machine.Machine`, lays the namespace out like
+``nd_pfn_init`` (``--map=mem`` or ``--map=dev``), has device-dax hand the pgmap to
+``memremap_pages`` and reads the cost off the model: frames by kind and home, page tables per
+level, struct pages initialised, the vmstat counter.  Nothing is computed by formula here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .arch import get_arch
+from .errors import ParameterError
+from .kernels import get_kernel
+from .machine import Machine
+from .memremap import DevPagemap, memremap_pages, memunmap_pages, pgmap_altmap, pgmap_vmemmap_nr
+from .nvdimm_pfn import NdPfnInfo, dev_dax_vmemmap_shift, nd_pfn_init, nvdimm_setup_pfn
+from .sparse_vmemmap import vmemmap_can_optimize
+from .units import GiB, format_size, parse_size
+
+#: default physical start of a namespace: 64 GiB, a 1 GiB-aligned address above RAM, as
+#: platform firmware places persistent-memory regions
+DEFAULT_START = 64 * GiB
+
+
+@dataclass
+class Plan:
+    """What populating one device-dax namespace costs (all counts in pages of ``PAGE_SIZE``)."""
+
+    arch: str
+    kernel: str
+    size: int
+    align: int
+    map: str
+    start: int
+    ram: int | None
+    page_size: int
+    struct_page_size: int
+    vmemmap_shift: int
+    compound_pages: int
+    struct_pages: int
+    optimised: bool
+    ram_data_pages: int
+    ram_pagetable_pages: int
+    device_data_pages: int
+    device_align_pages: int
+    ram_bytes: int
+    struct_pages_initialised: int
+    vmemmap_pages_per_compound: int
+    saved_vmemmap_pages_per_compound: int
+    nr_memmap_pages: int
+    pagetables: dict[str, int] = field(default_factory=dict)
+    namespace: dict[str, int] = field(default_factory=dict)
+    ram_share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) rows for a readable table."""
+        ps = self.page_size
+        rows = [
+            ("namespace", f"{format_size(self.size)} at {self.start:#x}, align "
+                          f"{format_size(self.align)}, map={self.map}"),
+            ("arch / kernel", f"{self.arch} / {self.kernel}"),
+            ("compound pages", f"{self.compound_pages} of order {self.vmemmap_shift}"),
+            ("struct pages", f"{self.struct_pages}"),
+            ("vmemmap deduplicated", "yes" if self.optimised else "no"),
+            ("RAM: struct-page pages", f"{self.ram_data_pages} "
+                                       f"({format_size(self.ram_data_pages * ps)})"),
+            ("RAM: page-table pages", f"{self.ram_pagetable_pages} "
+                                      f"({format_size(self.ram_pagetable_pages * ps)})"),
+            ("device: struct-page pages", f"{self.device_data_pages} "
+                                          f"(+{self.device_align_pages} alignment)"),
+            ("RAM total", format_size(self.ram_bytes)),
+            ("saved vmemmap pages / compound",
+             f"{self.saved_vmemmap_pages_per_compound} of {self.vmemmap_pages_per_compound}"),
+            ("struct pages initialised", f"{self.struct_pages_initialised}"),
+            ("nr_memmap_pages (vmstat)", f"{self.nr_memmap_pages}"),
+        ]
+        if self.ram_share is not None:
+            rows.append(("share of RAM", f"{100 * self.ram_share:.4f}%"))
+        return rows
+
+    def table(self) -> str:
+        w = max(len(k) for k, _ in self.rows())
+        return "\n".join(f"{k:<{w}}  {v}" for k, v in self.rows())
+
+
+def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
+    """Vmemmap pages of the first compound page and how many of them map a page already mapped
+    by another of its vmemmap pages (read from the page tables)."""
+    a = m.arch
+    first_pfn = pgmap.ranges[0][0] >> a.page_shift
+    nr = pgmap_vmemmap_nr(pgmap)
+    lo = (first_pfn * a.struct_page_size) >> a.page_shift
+    hi = -(-((first_pfn + nr) * a.struct_page_size) >> a.page_shift)
+    home, pfn = m.pgtables.resolve_pfn(np.arange(lo, hi, dtype=np.int64))
+    unique = len(set(zip(home.tolist(), pfn.tolist())))
+    return hi - lo, (hi - lo) - unique
+
+
+def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str = "x86_64",
+         kernel: str = "6.6", start: int | str | None = None, ram: int | str | None = None,
+         strict: bool = True, machine: Machine | None = None) -> Plan:
+    """Populate a device-dax namespace of ``size`` bytes in the model and report its cost.
+
+    :param size: raw namespace size (bytes or ``"16G"``); struct pages cover all of it
+    :param align: device-dax alignment (``"4K"``, ``"2M"``, ``"1G"``); sets ``vmemmap_shift``
+    :param map: ``"mem"`` (struct pages in RAM) or ``"dev"`` (on the device, via an altmap)
+    :param arch: an :data:`vmemlab.arch.ARCHES` name
+    :param kernel: a :data:`vmemlab.kernels.KERNELS` name
+    :param start: physical start (default :data:`DEFAULT_START`, or above ``ram``)
+    :param ram: the machine's RAM; boots it and refuses with -ENOMEM if struct pages do not fit
+    :param strict: refuse alignments device-dax does not offer on ``arch`` (False to explore)
+    :param machine: populate into this machine instead of a new one (it keeps the namespace)
+    """
+    a = get_arch(arch)
+    k = get_kernel(kernel)
+    size_b = parse_size(size, "size")
+    align_b = parse_size(align, "align")
+    ram_b = None if ram is None else parse_size(ram, "ram")
+    if map not in ("mem", "dev"):
+        raise ParameterError("map", map, "'mem' (struct pages in RAM) or 'dev' (on the device)")
+    if start is None:
+        base = max(DEFAULT_START, ram_b or 0)
+        step = max(align_b, GiB)
+        start_b = -(-base // step) * step
+    else:
+        start_b = parse_size(start, "start")
+    if size_b < a.PAGES_PER_SUBSECTION << a.page_shift:
+        raise ParameterError("size", size, f"at least one subsection "
+                             f"({format_size(a.PAGES_PER_SUBSECTION << a.page_shift)})")
+    info: NdPfnInfo = nd_pfn_init(a, start_b, size_b, align_b, map, strict=strict)
+    if size_b - info.end_trunc < align_b:
+        raise ParameterError("size", size, f"at least one compound page ({format_size(align_b)})"
+                             f" after alignment")
+    shift = dev_dax_vmemmap_shift(a, align_b) if k.compound_devmap else 0
+    m = machine if machine is not None else Machine(a, k, ram_b)
+    before = m.usage()
+    before_vmstat = dict(m.vmstat)
+    pgmap = nvdimm_setup_pfn(a, info, shift, name=f"dax{len(m.pgmaps)}.0")
+    memremap_pages(m, pgmap)
+    after = m.usage()
+    per, saved = _saved_per_compound(m, pgmap)
+    altmap = pgmap_altmap(pgmap)
+    d = {key: after[key] - before.get(key, 0) for key in after}
+    ps = a.PAGE_SIZE
+    ram_pages = d["ram_data_pages"] + d["ram_pagetable_pages"]
+    struct_pages = sum((e - s) >> a.page_shift for s, e in pgmap.ranges)
+    result = Plan(
+        arch=a.name, kernel=k.name, size=size_b, align=align_b, map=map, start=start_b,
+        ram=ram_b, page_size=ps, struct_page_size=a.struct_page_size, vmemmap_shift=shift,
+        compound_pages=struct_pages >> shift, struct_pages=struct_pages,
+        optimised=vmemmap_can_optimize(m, altmap, pgmap),
+        ram_data_pages=d["ram_data_pages"], ram_pagetable_pages=d["ram_pagetable_pages"],
+        device_data_pages=altmap.alloc if altmap else 0,
+        device_align_pages=altmap.align if altmap else 0,
+        ram_bytes=ram_pages * ps,
+        struct_pages_initialised=sum(s.struct_pages_initialised for s in pgmap.init_stats),
+        vmemmap_pages_per_compound=per, saved_vmemmap_pages_per_compound=saved,
+        nr_memmap_pages=m.vmstat["nr_memmap_pages"] - before_vmstat["nr_memmap_pages"],
+        pagetables={key[:-7]: v for key, v in d.items() if key.endswith("_tables")},
+        namespace={"dataoff": info.dataoff, "npfns": info.npfns, "end_trunc": info.end_trunc,
+                   **({"altmap_base_pfn": altmap.base_pfn, "altmap_reserve": altmap.reserve,
+                       "altmap_free": altmap.free} if altmap else {})},
+        ram_share=None if ram_b is None else ram_pages * ps / ram_b,
+    )
+    result._machine = m  # type: ignore[attr-defined]
+    result._pgmap = pgmap  # type: ignore[attr-defined]
+    return result
+
+
+def teardown(p: Plan) -> None:
+    """Remove the namespace a :func:`plan` populated (``memunmap_pages``)."""
+    memunmap_pages(p._machine, p._pgmap)  # type: ignore[attr-defined]

@@ -1,0 +1,160 @@
+"""mm/sparse.c: memory sections, subsection maps, section activation and deactivation.
+
+A section is ``1 << SECTION_SIZE_BITS`` bytes (128 MiB on x86_64); since 5.3 it is split into
+2 MiB subsections, tracked by ``ms->usage->subsection_map`` so that device memory can be added
+and removed at subsection granularity (kernel-facts.md §2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import KernelError
+from .frames import VmemAltmap
+from .sparse_vmemmap import depopulate_section_memmap, populate_section_memmap
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .memremap import DevPagemap
+
+
+@dataclass
+class MemSection:
+    """``struct mem_section`` as far as the model needs it."""
+
+    nr: int
+    subsection_map: int = 0  #: ``ms->usage->subsection_map`` as an int bitmask
+    early: bool = False  #: ``SECTION_IS_EARLY``: boot memory, memmap from memblock
+    nid: int = 0
+    zone_device: bool = False  #: ``SECTION_TAINT_ZONE_DEVICE``
+
+    @property
+    def has_mem_map(self) -> bool:
+        return self.subsection_map != 0
+
+
+class Sparse:
+    """The ``mem_section`` array (``SPARSEMEM_EXTREME``: only sections in use exist)."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.sections: dict[int, MemSection] = {}
+
+    # -- pfn arithmetic -------------------------------------------------------------------------
+    def pfn_to_section_nr(self, pfn: int) -> int:
+        return pfn >> self.m.arch.PFN_SECTION_SHIFT
+
+    def section_nr_to_pfn(self, nr: int) -> int:
+        return nr << self.m.arch.PFN_SECTION_SHIFT
+
+    def subsection_mask(self, pfn: int, nr_pages: int) -> int:
+        """``subsection_mask_set()``: bits for the subsections ``[pfn, pfn + nr_pages)`` covers
+        inside ``pfn``'s section."""
+        a = self.m.arch
+        if nr_pages == 0:
+            return 0
+        first = (pfn & (a.PAGES_PER_SECTION - 1)) >> a.PFN_SUBSECTION_SHIFT
+        last = ((pfn + nr_pages - 1) & (a.PAGES_PER_SECTION - 1)) >> a.PFN_SUBSECTION_SHIFT
+        return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
+
+    def pfn_valid(self, pfn: int) -> bool:
+        """``pfn_valid()``: the pfn's section exists and (hot-added sections) its subsection is
+        present."""
+        ms = self.sections.get(self.pfn_to_section_nr(pfn))
+        if ms is None:
+            return False
+        if ms.early:
+            return True
+        return bool(ms.subsection_map & self.subsection_mask(pfn, 1))
+
+    def memmap_in_use(self, vpn_lo: int, vpn_hi: int) -> bool:
+        """Does any present subsection's memmap lie in vmemmap pages ``[vpn_lo, vpn_hi)``?"""
+        a = self.m.arch
+        pfn_lo = (vpn_lo << a.page_shift) // a.struct_page_size
+        pfn_hi = -(-(vpn_hi << a.page_shift) // a.struct_page_size)
+        step = a.PAGES_PER_SUBSECTION
+        for p in range(pfn_lo - pfn_lo % step, pfn_hi, step):
+            if self.pfn_valid(p):
+                return True
+        return False
+
+    # -- subsection map -------------------------------------------------------------------------
+    def fill_subsection_map(self, pfn: int, nr_pages: int) -> None:
+        """``fill_subsection_map()``: -EINVAL for an empty mask, -EEXIST on overlap."""
+        ms = self.sections[self.pfn_to_section_nr(pfn)]
+        mask = self.subsection_mask(pfn, nr_pages)
+        if not mask:
+            raise KernelError("EINVAL", "fill_subsection_map", "empty subsection mask")
+        if ms.subsection_map & mask:
+            raise KernelError(
+                "EEXIST", "fill_subsection_map",
+                f"pfns {pfn:#x}-{pfn + nr_pages - 1:#x} overlap subsections already present in "
+                f"section {ms.nr}")
+        ms.subsection_map |= mask
+
+    def clear_subsection_map(self, pfn: int, nr_pages: int) -> bool:
+        """``clear_subsection_map()``; returns whether the section is now empty.  -EINVAL (and
+        a WARN in the kernel) if the subsections were not all present."""
+        ms = self.sections.get(self.pfn_to_section_nr(pfn))
+        mask = self.subsection_mask(pfn, nr_pages)
+        if ms is None or (ms.subsection_map & mask) != mask:
+            raise KernelError("EINVAL", "clear_subsection_map",
+                              f"pfns {pfn:#x}-{pfn + nr_pages - 1:#x} are not all present")
+        ms.subsection_map &= ~mask
+        return ms.subsection_map == 0
+
+    # -- activation -----------------------------------------------------------------------------
+    def section_activate(self, nid: int, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                         pgmap: DevPagemap | None) -> None:
+        """``section_activate(nid, pfn, nr_pages, altmap, pgmap)``: mark the subsections present
+        and populate their memmap; on failure undo both (``section_deactivate``), -ENOMEM."""
+        m = self.m
+        self.fill_subsection_map(pfn, nr_pages)
+        try:
+            populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
+        except KernelError as e:
+            self.section_deactivate(pfn, nr_pages, altmap)
+            raise KernelError("ENOMEM", "section_activate",
+                              f"populating the memmap of pfns {pfn:#x}+{nr_pages} failed "
+                              f"({e})") from e
+        m.memmap_pages_add(self._memmap_pages(nr_pages))
+
+    def _memmap_pages(self, nr_pages: int) -> int:
+        """What 6.11+ adds to ``nr_memmap_pages`` per populated range:
+        ``DIV_ROUND_UP(nr_pages * sizeof(struct page), PAGE_SIZE)`` -- the full memmap size,
+        deduplicated or not, in RAM or on the device (kernel-facts.md §12)."""
+        a = self.m.arch
+        return -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
+
+    def section_deactivate(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                           populated: bool = False) -> None:
+        """``section_deactivate(pfn, nr_pages, altmap)``: clear the subsections, free their
+        memmap (``depopulate_section_memmap``), drop the section once it is empty."""
+        ms = self.sections[self.pfn_to_section_nr(pfn)]
+        empty = self.clear_subsection_map(pfn, nr_pages)
+        if not ms.early:
+            depopulate_section_memmap(self.m, pfn, nr_pages, altmap)
+            if populated:
+                self.m.memmap_pages_add(-self._memmap_pages(nr_pages))
+        if empty:
+            del self.sections[ms.nr]
+
+    def sparse_add_section(self, nid: int, start_pfn: int, nr_pages: int,
+                           altmap: VmemAltmap | None, pgmap: DevPagemap | None) -> None:
+        """``sparse_add_section()``: ``sparse_index_init`` + ``section_activate`` for one
+        section-bounded chunk."""
+        nr = self.pfn_to_section_nr(start_pfn)
+        created = nr not in self.sections
+        if created:
+            self.sections[nr] = MemSection(nr, nid=nid, zone_device=pgmap is not None)
+        try:
+            self.section_activate(nid, start_pfn, nr_pages, altmap, pgmap)
+        except KernelError:
+            if created and nr in self.sections and not self.sections[nr].subsection_map:
+                del self.sections[nr]
+            raise
+
+    def sparse_remove_section(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None) -> None:
+        """``sparse_remove_section()`` -> ``section_deactivate``."""
+        self.section_deactivate(pfn, nr_pages, altmap, populated=True)

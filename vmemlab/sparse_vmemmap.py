@@ -1,0 +1,321 @@
+"""mm/sparse-vmemmap.c: populating and freeing the virtual memmap.
+
+Addresses are byte offsets from ``VMEMMAP_START`` (so ``pfn_to_page(pfn)`` is
+``pfn * sizeof(struct page)``), and every function takes the :class:`~vmemlab.machine.Machine`
+whose page tables and frames it changes.  Functions follow mainline 5.19-6.x unless the docstring
+names another variant; the ``v3`` kernel variant adds the series' patch 14 (PMD-level reuse).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import KernelError
+from .frames import VMEMMAP, VmemAltmap
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .memremap import DevPagemap
+
+#: include/linux/mm.h (6.6+): vmemmap pages kept per compound page when deduplicating
+VMEMMAP_RESERVE_NR = 2
+
+
+def is_power_of_2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def vmemmap_can_optimize(m: Machine, altmap: VmemAltmap | None, pgmap: DevPagemap | None) -> bool:
+    """``vmemmap_can_optimize(altmap, pgmap)`` -- may this memmap take the deduplicating path?
+
+    * 5.17: never (no deduplication).
+    * 5.19-6.3 (and v3): ``is_power_of_2(sizeof(struct page)) && pgmap &&
+      pgmap_vmemmap_nr(pgmap) > 1 && !altmap`` (inline in ``__populate_section_memmap``).
+    * 6.6+ (include/linux/mm.h ``__vmemmap_can_optimize``): the compound memmap must be more than
+      ``VMEMMAP_RESERVE_NR`` pages, no altmap, and ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP``.
+    """
+    from .memremap import pgmap_vmemmap_nr
+
+    k, a = m.kernel, m.arch
+    if not k.vmemmap_dedup or pgmap is None or altmap is not None:
+        return False
+    if not is_power_of_2(a.struct_page_size):
+        return False
+    nr = pgmap_vmemmap_nr(pgmap)
+    if k.can_optimize_rule == "nr>1":
+        return nr > 1
+    nr_vmemmap_pages = (nr * a.struct_page_size) >> a.page_shift
+    return a.arch_want_optimize_dax_vmemmap and nr_vmemmap_pages > VMEMMAP_RESERVE_NR
+
+
+def compound_nr_pages(m: Machine, altmap: VmemAltmap | None, pgmap: DevPagemap) -> int:
+    """``compound_nr_pages(altmap, pgmap)`` (mm/mm_init.c): struct pages of each compound page that
+    ``memmap_init_zone_device`` writes; the rest alias pages already written.
+
+    5.19-6.3: ``2 * (PAGE_SIZE / sizeof(struct page))`` when deduplicated; 6.6+:
+    ``VMEMMAP_RESERVE_NR * (PAGE_SIZE / sizeof(struct page))``; otherwise every struct page."""
+    from .memremap import pgmap_vmemmap_nr
+
+    if not vmemmap_can_optimize(m, altmap, pgmap):
+        return pgmap_vmemmap_nr(pgmap)
+    return VMEMMAP_RESERVE_NR * m.arch.STRUCT_PAGES_PER_PAGE
+
+
+# -- allocation -----------------------------------------------------------------------------
+def _fresh(m: Machine, altmap: VmemAltmap | None):
+    """An allocator of order-0 vmemmap data pages: ``vmemmap_alloc_block_buf(PAGE_SIZE, ...)``."""
+
+    def alloc(n: int) -> np.ndarray:
+        if altmap is not None:
+            ids = m.frames.alloc_altmap_pages(altmap, n)
+            if ids is None:
+                raise KernelError("ENOMEM", "altmap_alloc_block_buf",
+                                  f"the altmap has {altmap.vmem_altmap_nr_free()} free page(s), "
+                                  f"{n} needed")
+            return ids
+        return m.frames.alloc_ram(n, 0, VMEMMAP, boot=m.booting,
+                                  function="vmemmap_alloc_block_buf")
+
+    return alloc
+
+
+def _vpn_span(m: Machine, start: int, end: int) -> np.ndarray:
+    """vmemmap pages visited by ``for (addr = start; addr < end; addr += PAGE_SIZE)``."""
+    ps = m.arch.page_shift
+    n = -(-(end - start) >> ps) if end > start else 0
+    return (start >> ps) + np.arange(n, dtype=np.int64)
+
+
+# -- population -----------------------------------------------------------------------------
+def vmemmap_populate_range(m: Machine, start: int, end: int, altmap: VmemAltmap | None = None,
+                           reuse: int | None = None) -> np.ndarray:
+    """``vmemmap_populate_range(start, end, node, altmap, reuse)``: map every page in
+    ``[start, end)``, with new pages or with ``reuse`` (one ``get_page`` per new PTE)."""
+    vpns = _vpn_span(m, start, end)
+    return m.pgtables.populate_ptes(vpns, fresh=_fresh(m, altmap), reuse=reuse)
+
+
+def vmemmap_populate_basepages(m: Machine, start: int, end: int,
+                               altmap: VmemAltmap | None) -> np.ndarray:
+    """``vmemmap_populate_basepages()``: base pages, from the altmap when one is passed."""
+    return vmemmap_populate_range(m, start, end, altmap, None)
+
+
+def vmemmap_populate_hugepages(m: Machine, start: int, end: int,
+                               altmap: VmemAltmap | None) -> None:
+    """``vmemmap_populate_hugepages()`` (generic 6.x; x86 5.x had the same logic in init_64.c).
+
+    Each empty PMD gets a ``PMD_SIZE`` block from the altmap or RAM; an altmap that cannot supply
+    it is ``-ENOMEM`` (no fallback), RAM that cannot falls back to base pages for that PMD.  A
+    present leaf is kept (``vmemmap_check_pmd``); a present PTE table gets base pages.
+    """
+    a, pt = m.arch, m.pgtables
+    pmd_order = a.PMD_SHIFT - a.page_shift
+    addr = start
+    while addr < end:
+        nxt = min(((addr >> a.PMD_SHIFT) + 1) << a.PMD_SHIFT, end)
+        k = addr >> a.PMD_SHIFT
+        pt.pmd_table_of(k)
+        entry = pt.pmd_entry(k)
+        if entry is None:
+            if altmap is not None:
+                block = m.frames.alloc_altmap(altmap, 1, pmd_order)
+                if block is None:
+                    raise KernelError(
+                        "ENOMEM", "vmemmap_populate_hugepages",
+                        f"the altmap cannot supply a {a.PMD_SIZE >> 20} MiB block "
+                        f"({altmap.vmem_altmap_nr_free()} page(s) free); no fallback with an altmap")
+                pt.set_pmd_leaf(k, int(block[0]))
+                addr = nxt
+                continue
+            try:
+                block = m.frames.alloc_ram(1, pmd_order, VMEMMAP, boot=m.booting,
+                                           function="vmemmap_alloc_block_buf")
+            except KernelError:
+                block = None  # the buddy allocator failed: fall back to base pages
+            if block is not None:
+                pt.set_pmd_leaf(k, int(block[0]))
+                addr = nxt
+                continue
+        elif entry[0] == "leaf":
+            addr = nxt
+            continue
+        vmemmap_populate_basepages(m, addr, nxt, altmap)
+        addr = nxt
+
+
+def vmemmap_populate(m: Machine, start: int, end: int, altmap: VmemAltmap | None) -> None:
+    """The arch ``vmemmap_populate(start, end, node, altmap)``.
+
+    x86_64 (arch/x86/mm/init_64.c): less than a section of memmap -> base pages with a NULL
+    altmap; otherwise PMD blocks (PSE).  arm64 (arch/arm64/mm/mmu.c): 4K pages and a full
+    section -> PMD blocks, else base pages (with the altmap).  ppc64 radix: modelled as base pages.
+    """
+    a = m.arch
+    partial = end - start < a.PAGES_PER_SECTION * a.struct_page_size
+    if partial or not a.vmemmap_hugepages:
+        vmemmap_populate_basepages(m, start, end, altmap if a.basepages_use_altmap else None)
+    else:
+        vmemmap_populate_hugepages(m, start, end, altmap)
+
+
+def reuse_compound_section(m: Machine, start_pfn: int, pgmap: DevPagemap) -> bool:
+    """``reuse_compound_section(start_pfn, pgmap)``: is this section inside a compound page that
+    started in an earlier section?  (``offset`` is taken from the range being onlined.)"""
+    from .memremap import pgmap_vmemmap_nr
+
+    nr_pages = pgmap_vmemmap_nr(pgmap)
+    offset = start_pfn - (pgmap.ranges[pgmap.nr_range][0] >> m.arch.page_shift)
+    return offset % nr_pages != 0 and nr_pages > m.arch.PAGES_PER_SUBSECTION
+
+
+def compound_section_tail_page(m: Machine, addr: int) -> int:
+    """``compound_section_tail_page(addr)``: the page the PTE of ``addr - PAGE_SIZE`` maps
+    (the previous section's last vmemmap page, which holds only tail struct pages)."""
+    frame, _ = m.pgtables.resolve(np.array([(addr >> m.arch.page_shift) - 1]))
+    if frame[0] < 0:
+        raise KernelError("ENOMEM", "compound_section_tail_page",
+                          "the previous section's vmemmap is not populated (sections must be "
+                          "populated in order)")
+    return int(frame[0])
+
+
+def _v3_pmd_reuse(m: Machine, start_pfn: int, start: int, end: int, pgmap: DevPagemap) -> bool:
+    """v3 patch 14 ("improve memory savings for compound pud geometry", not merged): from the
+    third section of a compound page on, each PMD points at the previous PMD's PTE table
+    (``get_page`` on that table) instead of filling a new one.  Returns False when it does not
+    apply (second section, or a memmap chunk that is not whole PMDs)."""
+    from .memremap import pgmap_vmemmap_nr
+
+    a, pt = m.arch, m.pgtables
+    nr = pgmap_vmemmap_nr(pgmap)
+    offset = start_pfn - (pgmap.ranges[pgmap.nr_range][0] >> a.page_shift)
+    if (offset % nr) < 2 * a.PAGES_PER_SECTION:
+        return False
+    if start % a.PMD_SIZE or end % a.PMD_SIZE:
+        return False
+    prev = pt.pmd_entry((start - a.PAGE_SIZE) >> a.PMD_SHIFT)
+    if prev is None or prev[0] != "table":
+        return False
+    for k in range(start >> a.PMD_SHIFT, end >> a.PMD_SHIFT):
+        pt.set_pmd_table(k, prev[1])
+    return True
+
+
+def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end: int,
+                                    pgmap: DevPagemap) -> None:
+    """``vmemmap_populate_compound_pages(start_pfn, start, end, node, pgmap)`` (5.19-6.x).
+
+    Per compound page: a new page for the head vmemmap page, a new page for the first
+    tail-only vmemmap page, and every further vmemmap page mapped to that tail page.  A section
+    that continues a compound page begun in an earlier section maps all its pages to the
+    previous section's last vmemmap page.  No altmap is ever used here.
+    """
+    from .memremap import pgmap_vmemmap_nr
+
+    a, pt = m.arch, m.pgtables
+    if a.arch_compound_override:
+        return _compound_pages_by_offset(m, start_pfn, start, end, pgmap)
+    if reuse_compound_section(m, start_pfn, pgmap):
+        if m.kernel.pmd_reuse and _v3_pmd_reuse(m, start_pfn, start, end, pgmap):
+            return
+        tail = compound_section_tail_page(m, start)
+        vmemmap_populate_range(m, start, end, None, tail)
+        return
+    ps, page = a.page_shift, a.PAGE_SIZE
+    size = min(end - start, pgmap_vmemmap_nr(pgmap) * a.struct_page_size)
+    addrs = np.arange(start, end, size, dtype=np.int64)
+    fresh = _fresh(m, None)
+    if size >= 2 * page and size % page == 0:
+        heads = addrs >> ps
+        ht = np.empty(2 * heads.size, np.int64)
+        ht[0::2], ht[1::2] = heads, heads + 1
+        mapped = pt.populate_ptes(ht, fresh=fresh)
+        per = size >> ps
+        if per > 2:
+            vpns = (heads[:, None] + np.arange(2, per, dtype=np.int64)[None, :]).ravel()
+            pt.populate_ptes(vpns, reuse=np.repeat(mapped[1::2], per - 2))
+    else:
+        # A compound memmap smaller than two pages (5.19 with tiny orders): each step populates
+        # the page of ``addr`` and the page after it, which may lie past ``end``.
+        vpns = np.unique(np.concatenate((addrs >> ps, (addrs + page) >> ps)))
+        pt.populate_ptes(vpns, fresh=fresh)
+
+
+def _compound_pages_by_offset(m: Machine, start_pfn: int, start: int, end: int,
+                              pgmap: DevPagemap) -> None:
+    """The outcome of ppc64 radix's own ``vmemmap_populate_compound_pages`` (6.6+,
+    arch/powerpc/mm/book3s64/radix_pgtable.c): per compound page one head vmemmap page, one tail
+    vmemmap page, the rest mapped to that tail page, decided by each page's offset inside its
+    compound page (a ppc64 section's memmap is smaller than one 64K vmemmap page).  The radix
+    page-table details (PMD-sized mappings where possible) are not modelled."""
+    from .memremap import pgmap_vmemmap_nr
+
+    a, pt = m.arch, m.pgtables
+    nr = pgmap_vmemmap_nr(pgmap)
+    per_page = a.STRUCT_PAGES_PER_PAGE
+    range_pfn = pgmap.ranges[pgmap.nr_range][0] >> a.page_shift
+    vpns = _vpn_span(m, start - (start % a.PAGE_SIZE), end)
+    first_pfn = vpns * per_page
+    rel = (first_pfn - range_pfn) % nr
+    idx = rel // per_page
+    own = idx < VMEMMAP_RESERVE_NR
+    pt.populate_ptes(vpns[own], fresh=_fresh(m, None))
+    if (~own).any():
+        tail_vpns = (first_pfn[~own] - rel[~own]) // per_page + 1
+        tails, _ = pt.resolve(tail_vpns)
+        if (tails < 0).any():
+            raise KernelError("ENOMEM", "vmemmap_populate_compound_pages",
+                              "the compound page's tail vmemmap page is not populated")
+        pt.populate_ptes(vpns[~own], reuse=tails)
+
+
+def __populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                              pgmap: DevPagemap | None) -> None:
+    """``__populate_section_memmap(pfn, nr_pages, nid, altmap, pgmap)``: the deduplicating
+    compound path when ``vmemmap_can_optimize``, else the arch ``vmemmap_populate``."""
+    a = m.arch
+    if pfn % a.PAGES_PER_SUBSECTION or nr_pages % a.PAGES_PER_SUBSECTION:
+        raise KernelError("ENOMEM", "__populate_section_memmap",
+                          f"pfn {pfn:#x} / nr_pages {nr_pages} not subsection-aligned (WARN)")
+    start = pfn * a.struct_page_size
+    end = start + nr_pages * a.struct_page_size
+    if vmemmap_can_optimize(m, altmap, pgmap):
+        vmemmap_populate_compound_pages(m, pfn, start, end, pgmap)
+    else:
+        vmemmap_populate(m, start, end, altmap)
+
+
+# -- teardown -------------------------------------------------------------------------------
+def vmemmap_free(m: Machine, start: int, end: int, altmap: VmemAltmap | None) -> None:
+    """``vmemmap_free(start, end, altmap)`` -> x86 ``remove_pagetable(start, end, false, altmap)``.
+
+    Clearing a PTE puts its page (a reused tail page is freed when its last PTE goes); a PMD
+    block goes back to the altmap (``vmem_altmap_free``) or RAM; empty tables are freed.  Pages
+    at the edges that another present subsection's memmap still uses are kept."""
+    a = m.arch
+    ps = a.page_shift
+    vs, ve = start >> ps, -(-end >> ps)
+    in_use = m.sparse.memmap_in_use
+    if start % a.PAGE_SIZE and in_use(vs, vs + 1):
+        vs += 1
+    if end % a.PAGE_SIZE and ve > vs and in_use(ve - 1, ve):
+        ve -= 1
+    if ve > vs:
+        m.pgtables.remove_range(vs, ve, in_use)
+
+
+def depopulate_section_memmap(m: Machine, pfn: int, nr_pages: int,
+                              altmap: VmemAltmap | None) -> None:
+    """``depopulate_section_memmap()`` (mm/sparse.c): ``vmemmap_free`` of just this range."""
+    start = pfn * m.arch.struct_page_size
+    vmemmap_free(m, start, start + nr_pages * m.arch.struct_page_size, altmap)
+
+
+def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                            pgmap: DevPagemap | None) -> None:
+    """``populate_section_memmap()`` (mm/sparse.c): the VMEMMAP build's wrapper of
+    ``__populate_section_memmap``."""
+    __populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
