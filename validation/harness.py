@@ -945,7 +945,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="never apt-get install qemu; fail if it is missing",
     )
     r.add_argument("--timeout", type=float, default=1500.0, help="hard qemu timeout, seconds")
-    r.add_argument("--reads", type=int, default=5, help="free-page reads per phase")
+    r.add_argument("--reads", type=int, default=7, help="free-page reads per phase")
     r.add_argument("--ram-mib", type=int, default=2048)
     r.add_argument("--cpu", default="max", help="qemu -cpu model, e.g. max,-pdpe1gb")
     r.add_argument("--nvdimm-gib", type=int, default=18)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .arch import get_arch
-from .errors import ParameterError
+from .errors import KernelError, ParameterError
 from .kernels import get_kernel
 from .machine import Machine
 from .memremap import DevPagemap, memremap_pages, memunmap_pages, pgmap_altmap, pgmap_vmemmap_nr
@@ -141,15 +141,26 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str =
                              f" after alignment")
     shift = dev_dax_vmemmap_shift(a, align_b) if k.compound_devmap else 0
     m = machine if machine is not None else Machine(a, k, ram_b)
+    ps = a.PAGE_SIZE
     before = m.usage()
+    before_free = m.ram.free
     before_vmstat = dict(m.vmstat)
     pgmap = nvdimm_setup_pfn(a, info, shift, name=f"dax{len(m.pgmaps)}.0")
-    memremap_pages(m, pgmap)
+    try:
+        memremap_pages(m, pgmap)
+    except KernelError as e:
+        if e.errno != "ENOMEM" or ram_b is None or machine is not None:
+            raise
+        need = plan(size_b, align_b, map, a, k, start_b, None, strict)
+        raise KernelError(
+            "ENOMEM", "memremap_pages",
+            f"the namespace's vmemmap needs {need.ram_bytes // ps} pages "
+            f"({format_size(need.ram_bytes)}) of RAM but only {before_free} of the "
+            f"{format_size(ram_b)} machine's pages are free after boot") from e
     after = m.usage()
     per, saved = _saved_per_compound(m, pgmap)
     altmap = pgmap_altmap(pgmap)
     d = {key: after[key] - before.get(key, 0) for key in after}
-    ps = a.PAGE_SIZE
     ram_pages = d["ram_data_pages"] + d["ram_pagetable_pages"]
     struct_pages = sum((e - s) >> a.page_shift for s, e in pgmap.ranges)
     result = Plan(

@@ -32,17 +32,16 @@ def parse_size(value: int | str, name: str = "size") -> int:
 
 
 def format_size(nbytes: int) -> str:
-    """Format bytes with the largest binary suffix that divides exactly, else with decimals.
+    """Format bytes with the largest binary suffix not above them; exact values print whole.
 
-    >>> format_size(2 << 20), format_size(40960)
-    ('2M', '40K')
+    >>> format_size(2 << 20), format_size(40960), format_size(4328587264)
+    ('2M', '40K', '4.03G')
     """
     if nbytes == 0:
         return "0"
     for suffix, shift in sorted(_SUFFIX.items(), key=lambda kv: -kv[1]):
-        if shift and nbytes % (1 << shift) == 0:
-            return f"{nbytes >> shift}{suffix}"
-    for suffix, shift in sorted(_SUFFIX.items(), key=lambda kv: -kv[1]):
-        if shift and nbytes >= (1 << shift):
+        if shift and abs(nbytes) >= (1 << shift):
+            if nbytes % (1 << shift) == 0:
+                return f"{nbytes >> shift}{suffix}"
             return f"{nbytes / (1 << shift):.2f}{suffix}"
     return f"{nbytes}B"

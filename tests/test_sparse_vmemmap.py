@@ -1,0 +1,149 @@
+"""Invariants of vmemmap population and teardown, over random configurations (hypothesis).
+
+The invariants are the kernel's (kernel-facts.md §3, §13): every vmemmap page of a populated
+range is mapped; with deduplication each compound page's head vmemmap page is private and all
+its tail-only vmemmap pages map one shared page; a reused page's reference count is one per PTE
+mapping it (``get_page(reuse)`` per reuse PTE, paired with ``put_page_testzero`` on free); and
+removing everything returns every frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vmemlab
+from vmemlab.frames import PAGETABLE
+from vmemlab.machine import Machine
+from vmemlab.memremap import DevPagemap, memremap_pages, memunmap_pages, pgmap_vmemmap_nr
+from vmemlab.sparse_vmemmap import vmemmap_can_optimize
+
+GiB = 1 << 30
+
+
+def memmap_vpns(m: Machine, pgmap: DevPagemap) -> np.ndarray:
+    a = m.arch
+    s, e = pgmap.ranges[0]
+    lo = ((s >> a.page_shift) * a.struct_page_size) >> a.page_shift
+    hi = -(-((e >> a.page_shift) * a.struct_page_size) >> a.page_shift)
+    return np.arange(lo, hi, dtype=np.int64)
+
+
+def pte_entries(m: Machine) -> np.ndarray:
+    """Every present PTE of every PTE table (each table once)."""
+    tables = [t[t >= 0] for t in m.pgtables.pte.values()]
+    return np.concatenate(tables) if tables else np.empty(0, np.int64)
+
+
+configs = st.sampled_from([
+    (arch, align, kern)
+    for arch, a in vmemlab.ARCHES.items()
+    for align in a.dax_aligns
+    for kern in vmemlab.KERNELS
+])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cfg=configs, map_=st.sampled_from(["mem", "dev"]), compounds=st.integers(1, 3))
+def test_population_invariants(cfg, map_, compounds):
+    arch, align, kern = cfg
+    a = vmemlab.get_arch(arch)
+    section = 1 << a.section_size_bits
+    size = max((compounds + 1) * align, 2 * section)
+    size = -(-size // section) * section
+    p = vmemlab.plan(size, align=align, map=map_, arch=arch, kernel=kern)
+    m, pgmap = p._machine, p._pgmap
+    vpns = memmap_vpns(m, pgmap)
+    frame, _ = m.pgtables.resolve(vpns)
+    assert (frame >= 0).all(), "every vmemmap page of the range resolves to a frame"
+
+    # reference counts: a PTE-mapped data frame's count equals the PTEs mapping it (a PTE
+    # table shared by several PMD entries, as in v3, holds its PTEs once)
+    ids, counts = np.unique(pte_entries(m), return_counts=True)
+    assert (m.frames.refcount[ids] == counts).all()
+
+    if vmemmap_can_optimize(m, None, pgmap) and map_ == "mem":
+        nr = pgmap_vmemmap_nr(pgmap)
+        per = nr * a.struct_page_size // a.PAGE_SIZE
+        if per >= 2:
+            f = frame.reshape(-1, per)
+            heads, tails = f[:, 0], f[:, 1:]
+            assert (m.frames.refcount[heads] == 1).all(), "head vmemmap page is private"
+            assert (tails == tails[:, :1]).all(), "tail-only pages map one shared frame"
+            assert len(np.unique(tails[:, 0])) == f.shape[0], "one tail frame per compound"
+            if not m.kernel.pmd_reuse:
+                assert (m.frames.refcount[tails[:, 0]] == per - 1).all()
+
+    before = vmemlab.Machine(arch, kern).state()
+    vmemlab.teardown(p)
+    after = m.state()
+    assert after["ram_used"] == 0 and after["live_frames"] == 0
+    assert after["usage"] == before["usage"]
+    assert after["vmstat"] == before["vmstat"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.sampled_from([0, 9, 18]), ops=st.lists(st.tuples(st.booleans(),
+                                                             st.integers(0, 3)), max_size=12),
+       kern=st.sampled_from(list(vmemlab.KERNELS)))
+def test_add_remove_cycles_return_every_frame(order, ops, kern):
+    """Random hot-add / hot-remove of four 1 GiB slots in any order."""
+    m = Machine("x86_64", kern)
+    initial = m.state()
+    maps: dict[int, DevPagemap] = {}
+    base = 64 * GiB
+    for add, slot in ops:
+        if add and slot not in maps:
+            pg = DevPagemap(ranges=[(base + slot * GiB, base + (slot + 1) * GiB)],
+                            vmemmap_shift=order, name=f"dax{slot}.0")
+            memremap_pages(m, pg)
+            maps[slot] = pg
+        elif not add and slot in maps:
+            memunmap_pages(m, maps.pop(slot))
+    for pg in list(maps.values()):
+        memunmap_pages(m, pg)
+    assert m.state() == initial
+    assert m.frames.pages(PAGETABLE) == 0
+
+
+def test_1g_compound_refcounts_match_kernel_facts():
+    """kernel-facts.md §13: a 1G devdax page has 2 data pages with refcounts 1 (head) and 4095
+    (tail: 1 + 510 reuse PTEs in section 1 + 7 * 512 in sections 2-8), plus 8 PTE tables."""
+    p = vmemlab.plan("2G", align="1G")  # 1 GiB holds the info block: the data needs a second
+    m = p._machine
+    frame, _ = m.pgtables.resolve(memmap_vpns(m, p._pgmap)[:4096])
+    ids, counts = np.unique(frame, return_counts=True)
+    assert sorted(m.frames.refcount[ids].tolist()) == [1, 4095]
+    assert sorted(counts.tolist()) == [1, 4095]
+    assert p.pagetables["pte"] == 2 * 8
+
+
+def test_v3_shares_one_pte_table_across_sections_3_to_8():
+    p = vmemlab.plan("2G", align="1G", kernel="v3")
+    m = p._machine
+    a = m.arch
+    k0 = (p._pgmap.ranges[0][0] >> a.page_shift) * 64 >> a.PMD_SHIFT
+    entries = [m.pgtables.pmd_entry(k0 + i) for i in range(8)]
+    tables = [t for kind, t in entries]
+    assert len(set(tables[1:])) == 1 and tables[0] != tables[1]
+    assert m.frames.refcount[tables[1]] == 7  # one reference per PMD entry pointing at it
+    vmemlab.teardown(p)
+    assert m.state()["live_frames"] == 0
+
+
+def test_5_19_tiny_order_populates_one_page_past_the_range():
+    """With order 1 (128 B of memmap per compound page) the 5.19 loop populates the page of
+    ``addr + PAGE_SIZE`` for the last compound page: one vmemmap page beyond the section's
+    memmap.  The 6.6 rule (more than VMEMMAP_RESERVE_NR pages) never takes this path."""
+    m = Machine("x86_64", "5.19")
+    pg = DevPagemap(ranges=[(64 * GiB, 64 * GiB + (128 << 20))], vmemmap_shift=1)
+    memremap_pages(m, pg)
+    vpns = memmap_vpns(m, pg)
+    beyond, _ = m.pgtables.resolve(np.array([vpns[-1] + 1]))
+    assert beyond[0] >= 0
+    memunmap_pages(m, pg)
+    # the stray page stays, and with it the tables above it: its own PTE table (the next
+    # section's), the PMD table and the PUD table
+    assert m.state()["live_frames"] == 4
+    assert m.frames.pages(PAGETABLE) == 3

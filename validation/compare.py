@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Compare the vmemlab planner with what a real kernel spent (see harness.py).
+
+Usage::
+
+    python3 validation/compare.py [validation/results/linux-6.12.json] [--json] [--kernel 6.6]
+
+For each measured configuration this prints the measured drop in free pages
+(median of the reads, with the measured noise), what ``vmemlab.plan`` predicts
+(``ram_data_pages + ram_pagetable_pages``), their difference, the measured and
+predicted ``nr_memmap_pages`` deltas, the pages given back on destroy, and an
+``explain`` text naming the known extra costs, each computed from the readings
+(slab, vmalloc, percpu... growth) or from the namespace geometry (direct-map
+page tables), never typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_RESULTS = HERE / "results" / "linux-6.12.json"
+
+PAGE = 4096
+GIB = 1 << 30
+PMD = 2 << 20
+SUBSECTION = 2 << 20
+
+Reading = dict[str, Any]
+
+#: Counters the kernel does account, converted to 4 KiB pages: name -> function of a reading.
+ACCOUNTED: dict[str, Callable[[Reading], float]] = {
+    "slab": lambda r: r["nr_slab_reclaimable"] + r["nr_slab_unreclaimable"],
+    "percpu": lambda r: r["Percpu_kb"] / 4,
+    "vmalloc": lambda r: r["VmallocUsed_kb"] / 4,
+    "kernel_stack": lambda r: r["nr_kernel_stack"] / 4,
+    "user_page_tables": lambda r: r["nr_page_table_pages"],
+    "anon": lambda r: r["nr_anon_pages"],
+    "file": lambda r: r["nr_file_pages"],
+}
+
+PHASES = ("before", "after_create", "after_destroy")
+
+
+# --------------------------------------------------------------------------- readings
+
+
+def load(path: str | Path) -> dict:
+    """Load a results file written by harness.py."""
+    return json.loads(Path(path).read_text())
+
+
+def readings(results: dict, config: dict, phase: str) -> list[Reading]:
+    """The reads of one phase as dicts keyed by ``results["reading_fields"]``."""
+    fields = results["reading_fields"]
+    return [dict(zip(fields, row, strict=True)) for row in config["readings"].get(phase, [])]
+
+
+def free_pages(r: Reading) -> int:
+    """Free pages: buddy free pages plus the pages on the per-CPU lists."""
+    return r["nr_free_pages"] + r["pcp"]
+
+
+def unaccounted_used(r: Reading) -> float:
+    """Minus (free pages + pages in counters the kernel keeps): grows with unaccounted use."""
+    return -(free_pages(r) + sum(f(r) for f in ACCOUNTED.values()))
+
+
+def median_of(rows: Sequence[Reading], f: Callable[[Reading], float]) -> float:
+    """Median of ``f`` over the reads."""
+    return statistics.median(f(r) for r in rows)
+
+
+def median_uncertainty(rows: Sequence[Reading], f: Callable[[Reading], float]) -> float:
+    """How far the neighbours of the median lie from it (a robust per-phase spread)."""
+    vals = sorted(f(r) for r in rows)
+    if len(vals) < 3:
+        return float(vals[-1] - vals[0]) if vals else 0.0
+    med = statistics.median(vals)
+    k = len(vals) // 4
+    return float(max(med - vals[k], vals[-1 - k] - med))
+
+
+def phase_rows(results: dict, config: dict) -> dict[str, list[Reading]]:
+    """All three phases of a configuration."""
+    return {p: readings(results, config, p) for p in PHASES}
+
+
+def delta(rows: dict[str, list[Reading]], f: Callable[[Reading], float], a: str, b: str) -> float:
+    """median(f) in phase b minus median(f) in phase a."""
+    return median_of(rows[b], f) - median_of(rows[a], f)
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def control_noise(results: dict) -> float:
+    """Largest |change| of unaccounted use across the do-nothing controls (at least 1)."""
+    worst = 1.0
+    for c in results["configs"]:
+        if c["kind"] != "control":
+            continue
+        rows = phase_rows(results, c)
+        for a, b in (("before", "after_create"), ("before", "after_destroy")):
+            worst = max(worst, abs(delta(rows, unaccounted_used, a, b)))
+    return worst
+
+
+def config_noise(results: dict, config: dict, floor: float) -> float:
+    """Noise stated for one configuration: control noise or its own read spread."""
+    rows = phase_rows(results, config)
+    spread = median_uncertainty(rows["before"], unaccounted_used) + median_uncertainty(
+        rows["after_create"], unaccounted_used
+    )
+    return max(floor, spread)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def parse_size(text: str) -> int:
+    """Parse "4K"/"2M"/"1G" or a plain number of bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = str(text).strip()
+    if text and text[-1].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
+def geometry(config: dict) -> dict:
+    """Namespace geometry from sysfs: raw start/size, data offset, dax size."""
+    sysfs = config.get("sysfs", {})
+    ns = sysfs.get("namespace", {})
+    nd_dax = sysfs.get("nd_dax", {})
+    start = int(ns["resource"], 16) if "resource" in ns else None
+    size = int(ns["size"]) if "size" in ns else config["size"]
+    data = int(nd_dax["resource"], 16) if "resource" in nd_dax else None
+    align = parse_size(config["align"])
+    end = (start or 0) + size
+    map_align = max(align, SUBSECTION)
+    end_trunc = end - (end // map_align) * map_align
+    return {
+        "start": start,
+        "size": size,
+        "dataoff": None if data is None or start is None else data - start,
+        "dax_size": int(nd_dax["size"]) if "size" in nd_dax else None,
+        "end_trunc": end_trunc,
+        "mapped_start": start,
+        "mapped_end": None if start is None else end - end_trunc,
+    }
+
+
+def direct_map_tables(start: int, end: int, gbpages: bool, ram_bytes: int) -> dict:
+    """Page-table pages x86 needs to direct-map [start, end) (independent arithmetic).
+
+    A 1 GiB slot fully covered is mapped by one PUD entry when the CPU has 1 GiB
+    pages; any other covered 1 GiB slot needs a PMD table (unless boot RAM already
+    has one there); a 2 MiB slot only partly covered needs a PTE table.
+    """
+    pmd_tables = pte_tables = mapped_2m = mapped_4k = 0
+    for slot in range(start // GIB, -(-end // GIB)):
+        lo, hi = max(start, slot * GIB), min(end, (slot + 1) * GIB)
+        if gbpages and lo == slot * GIB and hi == (slot + 1) * GIB:
+            continue
+        if slot * GIB >= ram_bytes:
+            pmd_tables += 1
+        lo2, hi2 = -(-lo // PMD) * PMD, (hi // PMD) * PMD
+        mapped_2m += max(0, hi2 - lo2)
+        mapped_4k += (hi - lo) - max(0, hi2 - lo2)
+        pte_tables += len({x // PMD for x in (lo, hi) if x % PMD})
+    return {
+        "pmd_tables": pmd_tables,
+        "pte_tables": pte_tables,
+        "pages": pmd_tables + pte_tables,
+        "mapped_2m_kb": mapped_2m // 1024,
+        "mapped_4k_kb": mapped_4k // 1024,
+    }
+
+
+# --------------------------------------------------------------------------- planner
+
+
+def planner() -> Callable[..., Any] | None:
+    """Return ``vmemlab.plan`` if the package provides it, else None."""
+    try:
+        import vmemlab
+    except ImportError:
+        return None
+    return getattr(vmemlab, "plan", None)
+
+
+def predict(geo: dict, config: dict, kernel: str, ram: int | None) -> dict | None:
+    """Call the planner for one configuration; None if the planner is not available."""
+    plan = planner()
+    if plan is None:
+        return None
+    kwargs = {
+        "align": config["align"],
+        "map": config["map"],
+        "arch": "x86_64",
+        "kernel": kernel,
+        "start": geo["start"],
+    }
+    try:
+        res = plan(geo["size"], ram=ram, **kwargs)
+    except TypeError:
+        res = plan(geo["size"], **kwargs)
+    out = {
+        k: int(getattr(res, k))
+        for k in (
+            "struct_pages",
+            "ram_data_pages",
+            "ram_pagetable_pages",
+            "device_data_pages",
+            "nr_memmap_pages",
+        )
+    }
+    out["optimised"] = bool(getattr(res, "optimised", False))
+    return out
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def explain_text(extras: dict[str, float], dm: dict) -> str:
+    """Name the known extra costs that are non-zero."""
+    parts = [f"{k} {v:+g}" for k, v in extras.items() if v]
+    if dm["pages"]:
+        parts.append(
+            f"direct-map page tables +{dm['pages']} ({dm['pmd_tables']} PMD, "
+            f"{dm['pte_tables']} PTE; {dm['mapped_2m_kb'] // 1024} MiB not on 1 GiB pages)"
+        )
+    return ", ".join(parts) or "none"
+
+
+def compare_config(results: dict, config: dict, floor: float, kernel: str) -> dict:
+    """One comparison row."""
+    rows = phase_rows(results, config)
+    geo = geometry(config) if config["kind"] == "namespace" else {}
+    free_drop = -delta(rows, free_pages, "before", "after_create")
+    returned = delta(rows, free_pages, "after_create", "after_destroy")
+    unaccounted = delta(rows, unaccounted_used, "before", "after_create")
+    leak = delta(rows, unaccounted_used, "before", "after_destroy")
+    extras = {k: delta(rows, f, "before", "after_create") for k, f in ACCOUNTED.items()}
+    memmap = delta(rows, lambda r: r["nr_memmap_pages"], "before", "after_create")
+    guest = results.get("guest", {})
+    gbpages = str(guest.get("pdpe1gb", "0")) not in ("0", "")
+    ram = results.get("machine", {}).get("ram_mib", 0) << 20
+    dm = {"pages": 0, "pmd_tables": 0, "pte_tables": 0, "mapped_2m_kb": 0, "mapped_4k_kb": 0}
+    if geo.get("start") is not None:
+        dm = direct_map_tables(geo["mapped_start"], geo["mapped_end"], gbpages, ram)
+    dm_measured = {
+        k: delta(rows, lambda r, k=k: r.get(k) or 0, "before", "after_create")
+        for k in ("DirectMap2M_kb", "DirectMap4k_kb", "DirectMap1G_kb")
+    }
+    pred = predict(geo, config, kernel, ram or None) if geo.get("start") is not None else None
+    row: dict[str, Any] = {
+        "config": config["name"],
+        "kind": config["kind"],
+        "warmup": config.get("warmup", False),
+        "align": config.get("align"),
+        "map": config.get("map"),
+        "geometry": geo,
+        "noise": config_noise(results, config, floor),
+        "free_drop": free_drop,
+        "unaccounted_drop": unaccounted,
+        "extras": extras,
+        "direct_map": {**dm, "measured": dm_measured},
+        "explained_extra": sum(extras.values()) + dm["pages"],
+        "explain": explain_text(extras, dm),
+        "measured_vmemmap": unaccounted - dm["pages"],
+        "returned": returned,
+        "leak": leak,
+        "nr_memmap_delta": memmap,
+        "predicted": None,
+        "difference": None,
+        "residual": None,
+        "predicted_nr_memmap_delta": None,
+        "agrees": None,
+        "memmap_agrees": None,
+        "planner": pred,
+    }
+    if pred is not None:
+        predicted = pred["ram_data_pages"] + pred["ram_pagetable_pages"]
+        row.update(
+            predicted=predicted,
+            difference=free_drop - predicted,
+            residual=free_drop - predicted - row["explained_extra"],
+            predicted_nr_memmap_delta=pred["nr_memmap_pages"],
+        )
+        row["memmap_agrees"] = memmap == pred["nr_memmap_pages"]
+        row["agrees"] = (
+            abs(row["difference"]) <= row["noise"] or abs(row["residual"]) <= row["noise"]
+        )
+    return row
+
+
+def compare(results: dict, kernel: str = "6.6") -> list[dict]:
+    """Rows of predicted vs measured for every configuration in ``results``."""
+    floor = control_noise(results)
+    return [compare_config(results, c, floor, kernel) for c in results["configs"]]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def table(rows: Sequence[dict]) -> str:
+    """Plain-text table of the comparison rows."""
+    cols = [
+        ("config", "config"),
+        ("free_drop", "drop"),
+        ("noise", "+-"),
+        ("measured_vmemmap", "vmemmap"),
+        ("predicted", "pred"),
+        ("difference", "diff"),
+        ("residual", "resid"),
+        ("nr_memmap_delta", "memmap"),
+        ("predicted_nr_memmap_delta", "pred_mm"),
+        ("memmap_agrees", "mm_ok"),
+        ("returned", "back"),
+        ("agrees", "ok"),
+        ("explain", "explain"),
+    ]
+    data = [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(h), *(len(d[i]) for d in data)) for i, (_, h) in enumerate(cols)]
+    widths[-1] = 0
+    lines = [" ".join(h.ljust(w) for (_, h), w in zip(cols, widths, strict=True)).rstrip()]
+    lines += [" ".join(v.ljust(w) for v, w in zip(d, widths, strict=True)).rstrip() for d in data]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the comparison for a results file."""
+    p = argparse.ArgumentParser(description="compare vmemlab.plan with kernel measurements")
+    p.add_argument("results", nargs="?", type=Path, default=DEFAULT_RESULTS)
+    p.add_argument("--json", action="store_true", help="print rows as JSON")
+    p.add_argument("--kernel", default="6.6", help="vmemlab kernel rule set (6.6 = 6.6+)")
+    args = p.parse_args(argv)
+    results = load(args.results)
+    rows = compare(results, args.kernel)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    k = results["kernel"]
+    print(f"kernel {k.get('uname_r')} ({k.get('package')}); qemu {results['host']['qemu_version']}")
+    print(
+        f"pdpe1gb in guest: {results['guest'].get('pdpe1gb')}; noise floor (controls): "
+        f"{control_noise(results):g} pages; planner: "
+        f"{'vmemlab.plan' if planner() else 'NOT AVAILABLE (vmemlab.plan missing)'}"
+    )
+    print(
+        "drop = free pages lost on create (median); vmemmap = drop minus accounted kernel "
+        "counters minus direct-map tables"
+    )
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

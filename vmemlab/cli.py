@@ -1,0 +1,103 @@
+"""``python -m vmemlab``: capacity planning from the command line.
+
+    python -m vmemlab plan --size 1T --align 2M --map mem [--arch x86_64] [--kernel 6.6]
+                           [--start 0x1000000000] [--ram 512G] [--json]
+    python -m vmemlab compare --size 1T [--arch ...]       # every align x map x kernel
+
+Errors print one line (``vmemlab: error: ...``) and exit with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .arch import ARCHES
+from .errors import VmemlabError
+from .kernels import KERNELS
+from .units import format_size
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmemlab", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--size", required=True, help="namespace size, e.g. 16G, 1T")
+    common.add_argument("--arch", default="x86_64", choices=list(ARCHES))
+    common.add_argument("--start", default=None,
+                        help="physical start address (default: 64 GiB or above --ram)")
+    common.add_argument("--ram", default=None, help="the machine's RAM, e.g. 256G")
+    common.add_argument("--json", action="store_true", help="print one JSON object")
+    pl = sub.add_parser("plan", parents=[common], help="cost of one namespace configuration")
+    pl.add_argument("--align", default="2M", help="device-dax align: 4K, 2M, 1G (per arch)")
+    pl.add_argument("--map", default="mem", choices=["mem", "dev"],
+                    help="struct pages in RAM (mem) or on the device (dev)")
+    pl.add_argument("--kernel", default="6.6", choices=list(KERNELS))
+    cmp_ = sub.add_parser("compare", parents=[common],
+                          help="RAM cost for every align, map and kernel variant")
+    cmp_.add_argument("--kernel", action="append", choices=list(KERNELS),
+                      help="kernel variant(s) to compare (default: all)")
+    return p
+
+
+def _int_or_size(v: str | None) -> int | str | None:
+    if v is None:
+        return None
+    return int(v, 0) if v.lower().startswith("0x") else v
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import plan
+
+    p = plan(args.size, align=args.align, map=args.map, arch=args.arch, kernel=args.kernel,
+             start=_int_or_size(args.start), ram=args.ram)
+    if args.json:
+        print(json.dumps(p.to_dict(), sort_keys=True))
+    else:
+        print(p.table())
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .arch import get_arch
+    from .plan import plan
+
+    arch = get_arch(args.arch)
+    kernels = args.kernel or list(KERNELS)
+    rows = []
+    for align in arch.dax_aligns:
+        for map_ in ("mem", "dev"):
+            for k in kernels:
+                p = plan(args.size, align=align, map=map_, arch=arch.name, kernel=k,
+                         start=_int_or_size(args.start), ram=args.ram)
+                rows.append({"align": align, "map": map_, "kernel": k,
+                             "ram_bytes": p.ram_bytes, "device_bytes":
+                             (p.device_data_pages + p.device_align_pages) * p.page_size,
+                             "optimised": p.optimised})
+    if args.json:
+        print(json.dumps(rows, sort_keys=True))
+        return 0
+    print(f"{'align':>6} {'map':>4} {'kernel':>6} {'RAM':>10} {'device':>10}  dedup")
+    for r in rows:
+        print(f"{format_size(r['align']):>6} {r['map']:>4} {r['kernel']:>6} "
+              f"{format_size(r['ram_bytes']):>10} {format_size(r['device_bytes']):>10}  "
+              f"{'yes' if r['optimised'] else 'no'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"plan": _cmd_plan, "compare": _cmd_compare}[args.command](args)
+    except VmemlabError as e:
+        print(f"vmemlab: error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("vmemlab: error: the model ran out of host memory for this size", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
