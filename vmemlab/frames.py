@@ -216,11 +216,17 @@ class FrameTable:
         ids = np.asarray(ids, np.int64)
         if ids.size == 0:
             return ids
-        np.subtract.at(self.refcount, ids, counts)
-        uniq = np.unique(ids)
-        if (self.refcount[uniq] < 0).any() or (self.kind[uniq] == FREE).any():
+        if np.ndim(counts) == 0 and counts == 1:
+            uniq, counts = np.unique(ids, return_counts=True)
+        else:
+            uniq = np.unique(ids)
+            np.subtract.at(self.refcount, ids, counts)
+            counts = 0
+        rc = self.refcount[uniq] - counts
+        if (rc < 0).any() or (self.kind[uniq] == FREE).any():
             raise AssertionError("put_page on a free frame: a double free in the model")
-        dead = uniq[self.refcount[uniq] == 0]
+        self.refcount[uniq] = rc
+        dead = uniq[rc == 0]
         self.free_frames(dead)
         return dead
 
@@ -231,11 +237,15 @@ class FrameTable:
             return
         home = self.home[ids]
         pages = np.int64(1) << self.order[ids].astype(np.int64)
-        ram_pages = int(pages[home == RAM].sum())
+        on_dev = home == DEVICE
+        if on_dev.any():
+            for fid, npages in zip(ids[on_dev].tolist(), pages[on_dev].tolist()):
+                self.altmap.pop(fid).vmem_altmap_free(npages)
+            ram_pages = int(pages[~on_dev].sum())
+        else:
+            ram_pages = int(pages.sum())
         if ram_pages:
             self.ram.release(ram_pages)
-        for fid, npages in zip(ids[home == DEVICE].tolist(), pages[home == DEVICE].tolist()):
-            self.altmap.pop(fid).vmem_altmap_free(npages)
         self.kind[ids] = FREE
         self.refcount[ids] = 0
 

@@ -188,13 +188,13 @@ class KernelPageTables:
         sections, x86's sub-PMD tracking)."""
         ptrs = self.levels[0].ptrs
         k0, k1 = vpn_start >> self.pte_bits, (vpn_end - 1) >> self.pte_bits
+        data: list[np.ndarray] = []  # pages whose PTEs were cleared, put together at the end
         for k in range(k0, k1 + 1):
             lo, hi = max(vpn_start, k * ptrs), min(vpn_end, (k + 1) * ptrs)
             if k in self.pmd_leaf:
                 whole = lo == k * ptrs and hi == (k + 1) * ptrs
                 if whole or in_use is None or not in_use(k * ptrs, (k + 1) * ptrs):
-                    block = self.pmd_leaf.pop(k)
-                    self.frames.put(np.array([block]))
+                    data.append(np.array([self.pmd_leaf.pop(k)], np.int64))
                     self._child_gone(1, k)
                 continue
             t = self.entries[1].get(k)
@@ -206,16 +206,22 @@ class KernelPageTables:
                 self._child_gone(1, k)
                 continue
             table = self.pte[t]
-            sub = np.arange(lo, hi, dtype=np.int64) & self.pte_mask
-            vals = table[sub]
-            mapped = vals >= 0
-            table[sub[mapped]] = -1
-            self.frames.put(vals[mapped])
+            if hi - lo == ptrs:
+                vals = table[table >= 0]
+                table[:] = -1
+            else:
+                sub = np.arange(lo, hi, dtype=np.int64) & self.pte_mask
+                vals = table[sub]
+                vals = vals[vals >= 0]
+                table[sub] = -1
+            data.append(vals)
             if (table < 0).all():
                 del self.pte[t]
                 del self.entries[1][k]
-                self.frames.put(np.array([t]))
+                data.append(np.array([t], np.int64))
                 self._child_gone(1, k)
+        if data:
+            self.frames.put(np.concatenate(data))
 
     # -- counts ------------------------------------------------------------------------------
     def table_counts(self) -> dict[str, int]:

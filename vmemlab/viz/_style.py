@@ -1,0 +1,66 @@
+"""Shared look of every vmemlab figure: the Okabe-Ito palette, figure creation, PNG export.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (never ``pyplot``), so building
+one has no global side effects, needs no GUI backend and renders identically with Agg.
+"""
+
+from __future__ import annotations
+
+import io
+
+from matplotlib.figure import Figure
+
+#: Okabe & Ito (2008) colour-blind-safe palette
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "grey": "#999999",
+}
+
+#: roles used across the diagrams
+C_OWN = OKABE_ITO["blue"]  # a page mapped by exactly one PTE
+C_REUSED = OKABE_ITO["vermillion"]  # a page several PTEs map (the deduplicated one)
+C_DEVICE = OKABE_ITO["green"]  # on the device (altmap)
+C_TABLE = OKABE_ITO["orange"]  # page-table pages
+C_VIRT = "#E8E8E8"  # virtual vmemmap pages
+C_MUTED = OKABE_ITO["grey"]
+
+#: one (colour, line style, marker) per kernel variant, so overlapping curves stay readable
+KERNEL_STYLE = {
+    "5.17": (OKABE_ITO["black"], "-", "o"),
+    "5.19": (OKABE_ITO["sky"], "--", "s"),
+    "6.6": (OKABE_ITO["blue"], "-", "^"),
+    "v3": (OKABE_ITO["vermillion"], ":", "D"),
+}
+
+FONT = 9
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A fresh constrained-layout figure (inches) with the house font size."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    fig.set_dpi(100)
+    return fig
+
+
+def to_png(fig: Figure, dpi: int = 80) -> bytes:
+    """Render ``fig`` with Agg to PNG bytes (what the widgets show)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def fmt_bytes(n: float) -> str:
+    """``40960`` -> ``'40 KiB'``; binary units, at most 3 significant digits."""
+    n = float(n)
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if abs(n) >= 1 << shift:
+            v = n / (1 << shift)
+            return f"{v:.0f} {unit}" if v == int(v) or v >= 100 else f"{v:.3g} {unit}"
+    return f"{n:.0f} B"
