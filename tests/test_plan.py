@@ -129,3 +129,16 @@ def test_plan_has_the_json_keys():
                 "device_data_pages", "ram_bytes", "struct_pages_initialised",
                 "saved_vmemmap_pages_per_compound"):
         assert key in d
+
+
+def test_ppc64_page_tables_are_fragments():
+    """ppc64 radix 64K: a PTE table has 32 entries (256 bytes), so one 64 KiB page holds 256 of
+    them (pte_fragment_alloc).  1 TiB of 16 MiB sections has 2**16 sections x 16 KiB of memmap
+    = 1 GiB of vmemmap; a PTE table maps 32 x 64 KiB = 2 MiB of it: 512 tables = 2 pages.
+    PMD tables (4 KiB, 512 entries of 2 MiB = 1 GiB of vmemmap each): 1 GiB needs 1, but the
+    namespace at 64 GiB starts 64 MiB into the vmemmap, so it straddles 2; PUD: 1.  Each level
+    carves its own pages (as pte_fragment_alloc and pmd_fragment_alloc keep separate pools):
+    2 PTE pages + 1 PMD page + 1 PUD page."""
+    p = vmemlab.plan("1T", align="1G", arch="ppc64-radix-64k")
+    assert p.pagetables == {"pte": 512, "pmd": 2, "pud": 1}
+    assert p.ram_pagetable_pages == 2 + 1 + 1

@@ -139,6 +139,9 @@ class FrameTable:
         self.home = np.zeros(cap, np.int8)
         self.pfn = np.zeros(cap, np.int64)
         self.boot = np.zeros(cap, np.bool_)
+        #: for a page-table *fragment* (a table smaller than a page, ppc64's pte/pmd fragments):
+        #: the frame of the page that hosts it; -1 for ordinary frames
+        self.frag_of = np.full(cap, -1, np.int64)
         self.altmap: dict[int, VmemAltmap] = {}  # frame id -> altmap it came from
 
     # -- growth ---------------------------------------------------------------------------
@@ -149,9 +152,9 @@ class FrameTable:
             return
         while cap < need:
             cap *= 2
-        for name in ("refcount", "order", "kind", "home", "pfn", "boot"):
+        for name in ("refcount", "order", "kind", "home", "pfn", "boot", "frag_of"):
             old = getattr(self, name)
-            new = np.zeros(cap, old.dtype)
+            new = np.full(cap, -1, old.dtype) if name == "frag_of" else np.zeros(cap, old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)
 
@@ -176,6 +179,14 @@ class FrameTable:
             return np.empty(0, np.int64)
         pfn0 = self.ram.alloc(count << order, order, function)
         return self._new(count, order, kind, RAM, pfn0, boot)
+
+    def alloc_fragment(self, host: int, index: int, nr_per_page: int) -> int:
+        """A page-table fragment inside page-table page ``host`` (``pte_fragment_alloc``-style:
+        one page is carved into ``nr_per_page`` tables; the host is freed with its last one)."""
+        fid = int(self._new(1, 0, PAGETABLE, RAM, int(self.pfn[host]), bool(self.boot[host]))[0])
+        self.frag_of[fid] = host
+        self.refcount[host] += 1
+        return fid
 
     def alloc_altmap(self, altmap: VmemAltmap, count: int, order: int) -> np.ndarray | None:
         """``count`` frames from the altmap, one ``altmap_alloc_block_buf`` each; ``None`` if it
@@ -235,6 +246,16 @@ class FrameTable:
         ids = np.asarray(ids, np.int64)
         if ids.size == 0:
             return
+        frag = self.frag_of[ids] >= 0
+        if frag.any():
+            hosts = self.frag_of[ids[frag]]
+            self.kind[ids[frag]] = FREE
+            self.refcount[ids[frag]] = 0
+            self.frag_of[ids[frag]] = -1
+            ids = ids[~frag]
+            self.put(hosts)
+            if ids.size == 0:
+                return
         home = self.home[ids]
         pages = np.int64(1) << self.order[ids].astype(np.int64)
         on_dev = home == DEVICE
@@ -254,8 +275,9 @@ class FrameTable:
         return np.flatnonzero(self.kind[: self.n] != FREE)
 
     def pages(self, kind: int | None = None, home: int | None = None, boot: bool | None = None) -> int:
-        """Total pages held by live frames matching ``kind`` / ``home`` / ``boot``."""
-        sel = self.kind[: self.n] != FREE
+        """Total pages held by live frames matching ``kind`` / ``home`` / ``boot`` (fragments
+        count through the page that hosts them)."""
+        sel = (self.kind[: self.n] != FREE) & (self.frag_of[: self.n] < 0)
         if kind is not None:
             sel &= self.kind[: self.n] == kind
         if home is not None:

@@ -18,6 +18,7 @@ from .kernels import Kernel, get_kernel
 from .pagetables import KernelPageTables
 from .sparse import MemSection, Sparse
 from .sparse_vmemmap import populate_section_memmap
+from .units import parse_size
 
 
 class Machine:
@@ -25,9 +26,10 @@ class Machine:
     caps what the vmemmap may take from RAM; ``None`` means unlimited RAM and no boot memory."""
 
     def __init__(self, arch: str | Arch = "x86_64", kernel: str | Kernel = "6.6",
-                 ram: int | None = None) -> None:
+                 ram: int | str | None = None) -> None:
         self.arch = get_arch(arch)
         self.kernel = get_kernel(kernel)
+        ram = None if ram is None else parse_size(ram, "ram")
         cap = None if ram is None else ram >> self.arch.page_shift
         self.ram = RamAllocator(cap)
         self.frames = FrameTable(self.ram, self.arch.page_shift)
@@ -38,6 +40,7 @@ class Machine:
         self.booting = False
         self.boot_ram_end = 0
         self.struct_pages: Any = None  # set by vmemlab.page when struct pages are read/written
+        self.hugetlb: Any = None  # set by vmemlab.hugetlb_vmemmap (HugeTLB pages, HVO state)
         if ram is not None:
             self.boot(ram)
 

@@ -46,15 +46,36 @@ class KernelPageTables:
         self.pte: dict[int, np.ndarray] = {}
         self.children: dict[int, int] = {}
         self.boot = False  # allocate from memblock (boot) rather than the buddy allocator
+        self._frag_pool: dict[int, tuple[int, int]] = {}  # level -> (host page, tables used)
+        self.pte_ro: dict[int, np.ndarray] = {}  # read-only PTE bits per PTE table (HVO)
 
     # -- allocation of tables ---------------------------------------------------------------
     def _alloc_table(self, level: int) -> int:
-        fid = int(self.frames.alloc_ram(1, 0, PAGETABLE, boot=self.boot,
-                                        function="vmemmap_alloc_block_zero")[0])
+        table_bytes = self.levels[level].ptrs * 8
+        if table_bytes < self.arch.PAGE_SIZE:
+            fid = self._alloc_fragment(level, table_bytes)
+        else:
+            fid = int(self.frames.alloc_ram(1, 0, PAGETABLE, boot=self.boot,
+                                            function="vmemmap_alloc_block_zero")[0])
         if level == 0:
             self.pte[fid] = np.full(self.levels[0].ptrs, -1, np.int64)
         else:
             self.children[fid] = 0
+        return fid
+
+    def _alloc_fragment(self, level: int, table_bytes: int) -> int:
+        """A table smaller than a page (ppc64 radix 64K: 256-byte PTE tables, 4 KiB PMD/PUD
+        tables) is a fragment of a shared page-table page, as ``pte_fragment_alloc`` /
+        ``pmd_fragment_alloc`` hand them out; a new page is taken when the current one is full."""
+        per_page = self.arch.PAGE_SIZE // table_bytes
+        host, used = self._frag_pool.get(level, (-1, per_page))
+        if used >= per_page or host < 0 or self.frames.kind[host] == 0:
+            host = int(self.frames.alloc_ram(1, 0, PAGETABLE, boot=self.boot,
+                                             function="pte_fragment_alloc")[0])
+            self.frames.refcount[host] = 0
+            used = 0
+        fid = self.frames.alloc_fragment(host, used, per_page)
+        self._frag_pool[level] = (host, used + 1)
         return fid
 
     def table_for(self, level: int, index: int) -> int:
@@ -233,3 +254,69 @@ class KernelPageTables:
 
     def mapped_ptes(self) -> int:
         return int(sum(int((t >= 0).sum()) for t in self.pte.values()))
+
+    # -- PTE permissions, remapping and PMD splits (HVO: mm/hugetlb_vmemmap.c) ----------------
+    # Added for vmemlab.hugetlb_vmemmap.  Read-only bits are kept per PTE table frame and are
+    # only set by HVO on boot-RAM vmemmap, which is never hot-removed.
+    def pte_is_ro(self, vpns: np.ndarray) -> np.ndarray:
+        """Whether each vpn is mapped by a read-only PTE (PMD leaves are always RW)."""
+        vpns = np.atleast_1d(np.asarray(vpns, np.int64))
+        out = np.zeros(vpns.size, bool)
+        ro_tables = self.pte_ro
+        if not ro_tables:
+            return out
+        ks = vpns >> self.pte_bits
+        for k in np.unique(ks).tolist():
+            t = self.entries[1].get(k)
+            if t is None or k in self.pmd_leaf or t not in ro_tables:
+                continue
+            sel = ks == k
+            out[sel] = ro_tables[t][vpns[sel] & self.pte_mask]
+        return out
+
+    def remap_pte(self, vpn: int, frame: int, ro: bool) -> int:
+        """``set_pte_at(&init_mm, addr, pte, mk_pte(page, pgprot))`` on a present PTE: point
+        ``vpn`` at ``frame`` (``get_page`` on it) with ``PAGE_KERNEL_RO`` or ``PAGE_KERNEL``.
+        Returns the frame it mapped before; the caller puts that one."""
+        k = vpn >> self.pte_bits
+        t = self.entries[1].get(k)
+        if t is None or k in self.pmd_leaf:
+            raise AssertionError(f"remap_pte: vmemmap page {vpn} is not mapped by a PTE")
+        table = self.pte[t]
+        old = int(table[vpn & self.pte_mask])
+        if old < 0:
+            raise AssertionError(f"remap_pte: PTE of vmemmap page {vpn} is empty")
+        self.frames.get(np.array([frame]))
+        table[vpn & self.pte_mask] = frame
+        ro_bits = self.pte_ro.setdefault(t, np.zeros(self.levels[0].ptrs, bool))
+        ro_bits[vpn & self.pte_mask] = ro
+        return old
+
+    def split_pmd_leaf(self, k: int) -> int:
+        """``vmemmap_split_pmd()``: replace the PMD leaf ``k`` by a new PTE table whose 512 PTEs
+        map the block's pages, and split the block frame into order-0 frames (``split_page``;
+        the kernel skips that for PageReserved boot blocks, the model always splits so pages can
+        be freed one by one -- RAM accounting is the same).  Returns the PTE table frame."""
+        from .frames import DEVICE, FREE
+
+        block = self.pmd_leaf.get(k)
+        if block is None:
+            raise AssertionError(f"split_pmd_leaf: PMD {k} is not a leaf")
+        f = self.frames
+        if int(f.home[block]) == DEVICE:
+            raise KernelError("ENOTSUPP", "vmemmap_split_pmd",
+                              "the vmemmap block lives on the device (altmap); it cannot be "
+                              "split and remapped")
+        table = self._alloc_table(0)
+        ptrs = self.levels[0].ptrs
+        order = int(f.order[block])
+        if order != self.pte_bits:
+            raise AssertionError(f"PMD block of order {order}, expected {self.pte_bits}")
+        ids = f._new(ptrs, 0, int(f.kind[block]), int(f.home[block]), int(f.pfn[block]),
+                     bool(f.boot[block]))
+        f.kind[block] = FREE  # the block's pages now belong to the order-0 frames
+        f.refcount[block] = 0
+        self.pte[table][:] = ids
+        del self.pmd_leaf[k]
+        self.entries[1][k] = table
+        return table

@@ -1,0 +1,95 @@
+# %% [markdown]
+# # vmemlab: deduplicating the vmemmap for compound pages
+#
+# Every 4 KiB page frame in a Linux machine is described by a 64-byte `struct page`, and all of
+# them sit in one virtual array, the **vmemmap**. That is 1.56% of memory spent on metadata:
+# 16 GiB for every TiB. For a terabyte of persistent memory (pmem) or CXL memory handed to
+# applications through **device-dax**, that is a lot of RAM.
+#
+# In 2021 Joao Martins posted *"mm, sparse-vmemmap: Introduce compound pagemaps"*. It treats
+# device-dax memory as **compound pages** (2 MiB or 1 GiB at a time) and notices that most of
+# their struct pages are identical "tail" pages, so most of the vmemmap can map **one shared
+# page**. This workbook lets you watch that happen in an executable model of the kernel, and
+# use the same model to size real machines.
+#
+# **How to use it.** Run each chapter top to bottom (*Run → Run All Cells* in JupyterLab, or
+# shift-enter cell by cell). Every number you see is computed by the `vmemlab` package when the
+# cell runs; nothing is typed in. Each chapter ends with short exercises: generate a problem,
+# write your answer in the cell, run it, and `check` tells you if you are right.
+
+# %% [markdown]
+# ## A first look
+#
+# The planner populates a namespace in the model, section by section, exactly as the kernel
+# would, and reads the cost off the model's page tables and frames. Here is one terabyte of
+# pmem with 2 MiB device-dax pages, struct pages in RAM (`--map=mem`):
+
+# %%
+import vmemlab
+
+p = vmemlab.plan("1T", align="2M", map="mem")
+print(p.table())
+
+# %% [markdown]
+# Compare the three alignments device-dax offers on x86_64. The cover letter's claims are
+# quoted beside the model's numbers:
+
+# %%
+from vmemlab.units import format_size
+
+claims = {"4K": "16G (no compound pages)", "2M": '"with 2M pages we lose 4G"',
+          "1G": '"40M -> 16M per Tb" (40M as merged)'}
+for align in ("4K", "2M", "1G"):
+    q = vmemlab.plan("1T", align=align)
+    data = format_size(q.ram_data_pages * q.page_size)
+    total = format_size(q.ram_bytes)
+    print(f"{align:>3}: struct-page data {data:>7}, with page tables {total:>8}   "
+          f"cover letter: {claims[align]}")
+
+# %% [markdown]
+# ## Map of the workbook
+#
+# | chapter | idea |
+# |---|---|
+# | 01 `struct page` and the sparse vmemmap | page frames, sections, subsections, `pfn_to_page` |
+# | 02 Compound pages | head and tail pages, `compound_head` and bit 0, the order slider |
+# | 03 HugeTLB Vmemmap Optimization | remap and free, the head page reused, fake heads |
+# | 04 Device-dax compound pagemaps | `memremap_pages`, `vmemmap_shift`, tail reuse, altmap |
+# | 05 Bigger than a section | 1 GiB pages, section reuse vs the series' PMD reuse |
+# | 06 Bootstrap | `memmap_init_zone_device`: fewer struct pages to write |
+# | 07 GUP | one reference per subpage vs one per head, and the cover letter's timings |
+# | 08 Memory failure | poisoning a pfn inside a compound devmap page |
+# | 09 Capacity planning | tables and plots across architectures, the CLI |
+# | 10 Hot-remove and lifetimes | tearing down shared tail pages safely |
+# | 11 Does the model match a real kernel? | measurements from a booted Linux 6.12 |
+#
+# The chapters build on each other; 09 stands on its own for engineers who only want to plan.
+#
+# **Kernel variants.** The series was split when it was merged. The model follows each variant
+# by name: `v3` (the series as posted in July 2021), `5.17` (compound devmap pages, no
+# deduplication yet), `5.19` (deduplication merged) and `6.6` (the current rule, the default).
+
+# %%
+for name, k in vmemlab.KERNELS.items():
+    print(f"{name:>5}  {k.summary}")
+
+# %% [markdown]
+# ## Exercises and solutions
+#
+# Problems are seeded, like the OSTEP homework simulators: the same seed gives the same problem
+# on every machine. Try one:
+
+# %%
+from vmemlab import exercises
+
+ex = exercises.generate("vmemmap-pages", seed=0)
+ex
+
+# %%
+answer = None  # replace None with your number
+ex.check(answer)
+
+# %% [markdown]
+# Stuck? `exercises.show_solutions()` reveals worked answers (and `ex.solution()` prints one).
+#
+# **Next:** [01 — struct page and the sparse vmemmap](01-struct-page-and-sparse-vmemmap.ipynb)

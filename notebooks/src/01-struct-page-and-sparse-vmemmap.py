@@ -1,0 +1,127 @@
+# %% [markdown]
+# # 01 — `struct page` and the sparse vmemmap
+#
+# **Goals.** After this chapter you can compute where a page frame's `struct page` lives, say
+# what a memory section and a subsection are, and explain why struct pages cost 1.56% of memory.
+
+# %% [markdown]
+# ## One struct page per page frame
+#
+# The kernel manages physical memory in page frames, numbered by their **pfn** (page frame
+# number). Each frame has a `struct page` describing it: flags, a reference count, who maps it.
+# The architecture presets in `vmemlab.ARCHES` carry the constants:
+
+# %%
+import vmemlab
+
+x86 = vmemlab.get_arch("x86_64")
+print("PAGE_SIZE           ", x86.PAGE_SIZE)
+print("sizeof(struct page) ", x86.struct_page_size)
+print("struct pages / page ", x86.STRUCT_PAGES_PER_PAGE)
+print(f"metadata share       {x86.struct_page_size / x86.PAGE_SIZE:.4%}")
+
+# %% [markdown]
+# 64 bytes for every 4096 is the 1.56% of the title. For one TiB of memory:
+
+# %%
+from vmemlab.units import TiB, format_size
+
+frames = TiB // x86.PAGE_SIZE
+print(f"{frames} page frames -> {format_size(frames * x86.struct_page_size)} of struct pages")
+
+# %% [markdown]
+# ## The vmemmap is an array you index by pfn
+#
+# With `CONFIG_SPARSEMEM_VMEMMAP` all struct pages sit in one virtually contiguous array that
+# starts at `VMEMMAP_START`, so `pfn_to_page(pfn)` is just `vmemmap + pfn`: no lookup. The
+# vmemmap is *virtual*: only the parts that describe memory which exists are backed by page
+# frames, through ordinary kernel page tables. In the model, an address inside the vmemmap is a
+# byte offset from `VMEMMAP_START`:
+
+# %%
+pfn = 0x123456
+offset = pfn * x86.struct_page_size
+print(f"pfn_to_page({pfn:#x}) = VMEMMAP_START + {offset:#x}")
+print(f"vmemmap page {offset >> x86.page_shift}, slot {pfn % x86.STRUCT_PAGES_PER_PAGE} of "
+      f"{x86.STRUCT_PAGES_PER_PAGE}")
+
+# %% [markdown]
+# ## Sections and subsections
+#
+# Memory appears and disappears in **sections** (`1 << SECTION_SIZE_BITS` bytes, 128 MiB on
+# x86_64). Since Linux 5.3 each section is split into 2 MiB **subsections**, so device memory can
+# be added at that finer granularity; a bitmap per section, `subsection_map`, records which
+# subsections are present.
+
+# %%
+for name, a in vmemlab.ARCHES.items():
+    print(f"{name:>16}: section {format_size(1 << a.section_size_bits):>5}, "
+          f"{a.PAGES_PER_SECTION:>6} pages, {a.SUBSECTIONS_PER_SECTION:>3} subsections of "
+          f"{a.PAGES_PER_SUBSECTION:>3} pages, memmap per section "
+          f"{format_size(a.PAGES_PER_SECTION * a.struct_page_size)}")
+
+# %% [markdown]
+# Notice that on x86_64 one section's memmap is exactly 2 MiB: the size of one PMD mapping.
+# That is why x86 maps the memmap of a whole section with a single huge (PMD) page.
+#
+# Let us boot a small machine with 1 GiB of RAM and hot-add 6 MiB of device memory: three
+# subsections of a fresh section.
+
+# %%
+from vmemlab.machine import Machine
+from vmemlab.memremap import DevPagemap, memremap_pages
+
+m = Machine("x86_64", "6.6", ram="1G")
+dev = DevPagemap(ranges=[(4 << 30, (4 << 30) + (6 << 20))], name="dax0.0")
+memremap_pages(m, dev)
+ms = m.sparse.sections[m.sparse.pfn_to_section_nr((4 << 30) >> 12)]
+print(f"section {ms.nr}: subsection_map = {ms.subsection_map:#066b}")
+print("pfn_valid(first pfn)   ", m.sparse.pfn_valid((4 << 30) >> 12))
+print("pfn_valid(pfn at +8MiB)", m.sparse.pfn_valid(((4 << 30) + (8 << 20)) >> 12))
+
+# %% [markdown]
+# Three bits are set: the three subsections we added. Their memmap (3 × 32 KiB) was populated
+# with 4 KiB pages, because a partial section is less than a PMD's worth of memmap. The boot
+# RAM, by contrast, got one 2 MiB block per section:
+
+# %%
+u = m.usage()
+print("boot sections           ", sum(s.early for s in m.sparse.sections.values()))
+print("PMD-mapped memmap blocks", len(m.pgtables.pmd_leaf))
+print("4 KiB memmap pages      ", m.pgtables.mapped_ptes())
+print("page-table pages        ", u["ram_pagetable_pages"])
+
+# %% [markdown]
+# ## Exercises
+
+# %%
+from vmemlab import exercises
+
+ex1 = exercises.generate("pfn-to-page", seed=1)
+ex1
+
+# %%
+answer = None  # your answer
+ex1.check(answer)
+
+# %%
+ex2 = exercises.generate("sections", seed=1)
+ex2
+
+# %%
+answer = None  # your answer
+ex2.check(answer)
+
+# %% [markdown]
+# ## Summary
+#
+# * One 64-byte `struct page` per 4 KiB frame: 1.56%, 16 GiB per TiB.
+# * `pfn_to_page(pfn)` is `vmemmap + pfn`; the vmemmap is virtual and backed only where memory
+#   exists.
+# * Memory is added in sections (128 MiB on x86_64) and, since 5.3, 2 MiB subsections.
+#
+# **In the kernel:** `include/linux/mmzone.h` (section constants), `mm/sparse.c`
+# (`sparse_add_section`, `section_activate`, `fill_subsection_map`), `mm/sparse-vmemmap.c`
+# (`__populate_section_memmap`), `arch/x86/mm/init_64.c` (`vmemmap_populate`).
+#
+# **Next:** [02 — Compound pages](02-compound-pages.ipynb)

@@ -1,0 +1,250 @@
+"""Seeded homework problems in the style of OSTEP's simulators.
+
+Each problem is generated from a seed (the same seed gives the same problem everywhere), the
+answer is computed by the model, and :meth:`Exercise.check` says right or wrong with the worked
+explanation.  Solutions stay hidden unless :func:`show_solutions` is switched on (or the
+environment variable ``VMEMLAB_SOLUTIONS=1`` is set).
+
+>>> ex = generate("vmemmap-pages", seed=1)
+>>> ex.check(ex.answer).correct
+True
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import ParameterError
+from .units import format_size
+
+_SHOW = os.environ.get("VMEMLAB_SOLUTIONS", "") == "1"
+
+
+def show_solutions(on: bool = True) -> None:
+    """Reveal worked solutions in :meth:`Exercise.check` and :meth:`Exercise.solution`."""
+    global _SHOW
+    _SHOW = on
+
+
+@dataclass
+class CheckResult:
+    """The verdict on one answer; prints as a short, deterministic sentence."""
+
+    correct: bool | None
+    message: str
+
+    def __repr__(self) -> str:
+        return self.message
+
+    _repr_pretty_ = None  # plain repr in IPython too
+
+
+@dataclass
+class Exercise:
+    """One generated problem: question text, the model's answer, a worked explanation."""
+
+    kind: str
+    seed: int
+    question: str
+    answer: int
+    explanation: str
+    hint: str = ""
+    params: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Exercise {self.kind} (seed {self.seed})\n{self.question}"
+
+    def check(self, answer: int | None) -> CheckResult:
+        """Compare ``answer`` with the model's; ``None`` means not answered yet."""
+        if answer is None:
+            msg = "Not answered yet: put your number in `answer` and run this cell again."
+            if self.hint:
+                msg += f"\nHint: {self.hint}"
+            if _SHOW:
+                msg += f"\nSolution: {self.answer}\n{self.explanation}"
+            return CheckResult(None, msg)
+        try:
+            ok = int(answer) == self.answer
+        except (TypeError, ValueError):
+            return CheckResult(False, f"{answer!r} is not a whole number; the answer is a count.")
+        if ok:
+            return CheckResult(True, f"Right: {self.answer}.\n{self.explanation}")
+        msg = f"Not quite: {answer} is not it."
+        msg += f"\nHint: {self.hint}" if self.hint else ""
+        if _SHOW:
+            msg += f"\nSolution: {self.answer}\n{self.explanation}"
+        return CheckResult(False, msg)
+
+    def solution(self) -> str:
+        """The worked answer (only with :func:`show_solutions` on)."""
+        if not _SHOW:
+            return "Solutions are hidden: call vmemlab.exercises.show_solutions() to reveal them."
+        return f"{self.answer}\n{self.explanation}"
+
+
+_GENERATORS: dict[str, Callable[[random.Random, int], Exercise]] = {}
+
+
+def exercise(kind: str):
+    def register(fn: Callable[[random.Random, int], Exercise]):
+        _GENERATORS[kind] = fn
+        return fn
+    return register
+
+
+def kinds() -> list[str]:
+    """The problem kinds :func:`generate` knows."""
+    return sorted(_GENERATORS)
+
+
+def generate(kind: str, seed: int = 0) -> Exercise:
+    """Generate problem ``kind`` from ``seed`` (deterministic)."""
+    if kind not in _GENERATORS:
+        raise ParameterError("kind", kind, "one of " + ", ".join(kinds()))
+    return _GENERATORS[kind](random.Random(f"{kind}:{seed}"), seed)
+
+
+# -- chapter 1: struct page and the sparse vmemmap ------------------------------------------
+@exercise("pfn-to-page")
+def _pfn_to_page(r: random.Random, seed: int) -> Exercise:
+    from .arch import get_arch
+
+    a = get_arch(r.choice(["x86_64", "arm64-64k"]))
+    pfn = r.randrange(1 << 20, 1 << 26)
+    off = pfn * a.struct_page_size
+    vpn = off >> a.page_shift
+    return Exercise(
+        "pfn-to-page", seed,
+        f"On {a.name} (PAGE_SIZE {a.PAGE_SIZE}, sizeof(struct page) {a.struct_page_size}), "
+        f"pfn_to_page({pfn:#x}) is vmemmap + {pfn:#x}. Which vmemmap page (counting from 0 at "
+        f"VMEMMAP_START) holds that struct page?",
+        vpn,
+        f"byte offset = pfn * {a.struct_page_size} = {off:#x}; page = offset >> "
+        f"{a.page_shift} = {vpn}.",
+        hint="multiply by sizeof(struct page), then divide by PAGE_SIZE",
+        params={"arch": a.name, "pfn": pfn})
+
+
+@exercise("sections")
+def _sections(r: random.Random, seed: int) -> Exercise:
+    from .arch import get_arch
+
+    a = get_arch(r.choice(["x86_64", "arm64-64k", "ppc64-radix-64k"]))
+    gib = r.choice([4, 16, 48, 96])
+    n = (gib << 30) >> a.section_size_bits
+    return Exercise(
+        "sections", seed,
+        f"How many memory sections does a {gib} GiB device range span on {a.name} "
+        f"(SECTION_SIZE_BITS = {a.section_size_bits}), if it starts on a section boundary?",
+        n, f"{gib} GiB / 2^{a.section_size_bits} B = {n} sections.",
+        hint="a section is 1 << SECTION_SIZE_BITS bytes", params={"arch": a.name, "gib": gib})
+
+
+# -- chapter 4/5: device-dax compound pagemaps ------------------------------------------------
+@exercise("vmemmap-pages")
+def _vmemmap_pages(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([8, 16, 32, 64, 128])
+    align = r.choice(["4K", "2M", "1G"])
+    p = plan(f"{gib}G", align=align)
+    per = p.vmemmap_pages_per_compound
+    kept = per - p.saved_vmemmap_pages_per_compound
+    return Exercise(
+        "vmemmap-pages", seed,
+        f"A {gib} GiB device-dax namespace (x86_64, --map=mem, align {align}, kernel 6.6): how "
+        f"many vmemmap data pages (not page tables) does it need in RAM?",
+        p.ram_data_pages,
+        f"{p.compound_pages} compound pages of order {p.vmemmap_shift}; each has {per} vmemmap "
+        f"page(s) of which {kept} are backed by their own page ({'deduplicated' if p.optimised else 'no deduplication'}): "
+        f"{p.compound_pages} x {kept} = {p.ram_data_pages} pages "
+        f"({format_size(p.ram_data_pages * p.page_size)}).",
+        hint="count compound pages, then the vmemmap pages each one keeps",
+        params={"gib": gib, "align": align})
+
+
+@exercise("tail-refcount")
+def _tail_refcount(r: random.Random, seed: int) -> Exercise:
+    order = r.choice([9, 10, 12, 15, 18])
+    per = (1 << order) * 64 // 4096
+    # within one section (order <= 15) the tail page is mapped by per-1 PTEs; for order 18 by
+    # all but the head's: the model's page tables are the referee
+    import numpy as np
+
+    from .plan import plan
+
+    p = plan(max(2 << (order + 12), 256 << 20), align=1 << (order + 12), strict=False)
+    m, pg = p._machine, p._pgmap
+    first = (pg.ranges[0][0] >> 12) * 64 >> 12
+    frame, _ = m.pgtables.resolve(np.array([first + 1]))
+    rc = int(m.frames.refcount[frame[0]])
+    return Exercise(
+        "tail-refcount", seed,
+        f"x86_64, kernel 6.6: a device-dax compound page of order {order} has {per} vmemmap "
+        f"pages. What is the reference count of its shared tail vmemmap page after population?",
+        rc,
+        f"the tail page is allocated (count 1) and every further tail-only vmemmap page maps it "
+        f"with get_page(): 1 + ({per} - 2) = {per - 1}" + ("" if rc == per - 1 else
+                                                       f" (model: {rc})") + ".",
+        hint="one reference from the allocation, one per reuse PTE",
+        params={"order": order})
+
+
+@exercise("altmap-free")
+def _altmap_free(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([4, 8, 16, 32, 64])
+    p = plan(f"{gib}G", align="2M", map="dev")
+    return Exercise(
+        "altmap-free", seed,
+        f"A {gib} GiB namespace with --map=dev (x86_64, align 2M): how many device pages does "
+        f"the memmap take out of the altmap, counting the alignment padding?",
+        p.device_data_pages + p.device_align_pages,
+        f"{gib} GiB / 128 MiB = {gib * 8} sections, each one 2 MiB PMD block = 512 pages: "
+        f"{p.device_data_pages}; the first block is aligned to 512 pages after the 2-page "
+        f"reserve, costing {p.device_align_pages} more: "
+        f"{p.device_data_pages + p.device_align_pages}.",
+        hint="each section's memmap is one 2 MiB block; altmap_alloc_block_buf aligns blocks",
+        params={"gib": gib})
+
+
+@exercise("pud-pagetables")
+def _pud_pagetables(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([2, 4, 8, 16])
+    kern = r.choice(["6.6", "v3"])
+    p = plan(f"{gib}G", align="1G", kernel=kern)
+    return Exercise(
+        "pud-pagetables", seed,
+        f"x86_64, align 1G, kernel {kern}: how many PTE-table pages does the vmemmap of a "
+        f"{gib} GiB namespace use?",
+        p.pagetables["pte"],
+        f"each 1 GiB compound page spans 8 sections of 2 MiB memmap; "
+        + ("as merged every section has its own PTE table: 8 per GiB"
+           if kern != "v3" else "v3's PMD reuse keeps 2 per GiB (sections 3-8 share one)")
+        + f": {p.pagetables['pte']}.",
+        hint="one PTE table maps 2 MiB of vmemmap = one x86 section",
+        params={"gib": gib, "kernel": kern})
+
+
+@exercise("struct-pages-initialised")
+def _init(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([16, 64, 128])
+    align = r.choice(["2M", "1G"])
+    p = plan(f"{gib}G", align=align)
+    return Exercise(
+        "struct-pages-initialised", seed,
+        f"memmap_init_zone_device for a {gib} GiB namespace at align {align} (x86_64, 6.6, "
+        f"--map=mem): how many struct pages does it write?",
+        p.struct_pages_initialised,
+        f"compound_nr_pages = VMEMMAP_RESERVE_NR * (PAGE_SIZE / 64) = 128 per compound page; "
+        f"{p.compound_pages} compound pages x 128 = {p.struct_pages_initialised}.",
+        hint="only the struct pages in the two vmemmap pages each compound page keeps",
+        params={"gib": gib, "align": align})
