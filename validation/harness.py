@@ -185,9 +185,7 @@ def config_list(which: str) -> list[Config]:
         body = [_ns(16384, a, m) for a, m in aligns_maps]
         return [warm, ctl[0], *body, ctl[1]]
     if which == "full":
-        reps = [
-            [_ns(s, a, m, rep) for s in (4096, 16384) for a, m in aligns_maps] for rep in (0, 1)
-        ]
+        reps = [[_ns(s, a, m, rep) for s in (4096, 16384) for a, m in aligns_maps] for rep in (0, 1)]
         # Sizes that end inside a 128 MiB section (4 GiB + 64 MiB), and namespaces that
         # start 64 MiB into a section (so 1G alignment also truncates their end).
         odd = [
@@ -209,9 +207,7 @@ def reading_fields() -> list[str]:
 def run_cmd(cmd: Sequence[str], what: str, timeout: float = 600, **kw) -> str:
     """Run a host command; raise HarnessError naming ``what`` if it fails."""
     try:
-        res = subprocess.run(
-            list(cmd), capture_output=True, text=True, timeout=timeout, check=False, **kw
-        )
+        res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False, **kw)
     except FileNotFoundError as exc:
         raise HarnessError(f"{what}: command not found: {cmd[0]}") from exc
     except subprocess.TimeoutExpired as exc:
@@ -229,8 +225,7 @@ def ensure_qemu(install: bool) -> str:
         return found
     if not install:
         raise HarnessError(
-            "qemu-system-x86_64 not found on PATH (install package qemu-system-x86, "
-            "or drop --no-install)"
+            "qemu-system-x86_64 not found on PATH (install package qemu-system-x86, or drop --no-install)"
         )
     if not shutil.which("apt-get"):
         raise HarnessError("qemu-system-x86_64 not found and apt-get is missing to install it")
@@ -721,8 +716,7 @@ def boot(cmd: Sequence[str], log: Path, timeout: float) -> tuple[str, float]:
             text = log.read_text(errors="replace")
             where = "after its start marker" if MARK_BEGIN in text else "before its start marker"
             raise HarnessError(
-                f"guest did not finish in {timeout:.0f} s (stopped {where}); "
-                f"console log kept at {log}"
+                f"guest did not finish in {timeout:.0f} s (stopped {where}); console log kept at {log}"
             ) from None
     return log.read_text(errors="replace"), time.monotonic() - t0
 
@@ -741,10 +735,12 @@ def _parse_kv(text: str) -> dict[str, int]:
 
 def parse_console(text: str) -> dict:
     """Turn the guest's records into a structured dict."""
+    panic = re.search(r"Kernel panic - [^\r\n]*", text)
+    why = f": {panic.group(0)}" if panic else ""
     if MARK_BEGIN not in text:
-        raise HarnessError("start marker not found in the guest console output (boot failed?)")
+        raise HarnessError(f"start marker not found in the guest console output{why or ' (boot failed?)'}")
     if MARK_END not in text:
-        raise HarnessError("end marker not found in the guest console output (guest died?)")
+        raise HarnessError(f"end marker not found in the guest console output{why or ' (guest died?)'}")
     text = text.split(MARK_BEGIN, 1)[1].split(MARK_END, 1)[0].replace("\r", "")
     facts: dict = {}
     blobs: dict = {}
@@ -920,8 +916,7 @@ def columnar(config: dict) -> dict:
     fields = reading_fields()
     out = dict(config)
     out["readings"] = {
-        phase: [[r.get(f) for f in fields] for r in rows]
-        for phase, rows in config["readings"].items()
+        phase: [[r.get(f) for f in fields] for r in rows] for phase, rows in config["readings"].items()
     }
     return out
 
@@ -937,7 +932,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="fetch, build, boot, measure, write JSON")
     r.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    r.add_argument("--configs", default="quick", choices=("tiny", "quick", "full"))
+    r.add_argument(
+        "--configs",
+        default="full",
+        choices=("tiny", "quick", "full"),
+        help="tiny: 1 namespace; quick: 16G x 3 aligns x 2 maps; full (default, ~70 s): 35 steps",
+    )
     r.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     r.add_argument(
         "--no-install",

@@ -38,6 +38,8 @@ KERNEL_STYLE = {
     "6.6": (OKABE_ITO["blue"], "-", "^"),
     "v3": (OKABE_ITO["vermillion"], ":", "D"),
 }
+#: kernels drawn with large hollow markers so a curve hidden under another stays visible
+HOLLOW = {"5.19"}
 
 FONT = 9
 
