@@ -248,3 +248,53 @@ def _init(r: random.Random, seed: int) -> Exercise:
         f"{p.compound_pages} compound pages x 128 = {p.struct_pages_initialised}.",
         hint="only the struct pages in the two vmemmap pages each compound page keeps",
         params={"gib": gib, "align": align})
+
+
+# -- chapter 9/10: planning and teardown ------------------------------------------------------
+@exercise("ram-share")
+def _ram_share(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    ram = r.choice([128, 256, 512])
+    pmem = r.choice([1, 2, 3, 4])
+    align = r.choice(["4K", "2M"])
+    p = plan(f"{pmem}T", align=align, ram=f"{ram}G")
+    mib = p.ram_bytes >> 20
+    return Exercise(
+        "ram-share", seed,
+        f"A server with {ram} GiB of RAM gets {pmem} TiB of pmem as device-dax, align {align}, "
+        f"--map=mem (x86_64, 6.6). How many MiB of RAM (rounded down) do the struct pages and "
+        f"their page tables take?",
+        mib,
+        f"{p.ram_data_pages} struct-page pages + {p.ram_pagetable_pages} page-table pages = "
+        f"{p.ram_bytes} bytes = {mib} MiB, {100 * p.ram_share:.2f}% of RAM.",
+        hint="per TiB: 16 GiB at 4K, 4 GiB at 2M, plus one 4 KiB PTE table per 128 MiB",
+        params={"ram": ram, "pmem": pmem, "align": align})
+
+
+@exercise("teardown-refcount")
+def _teardown_refcount(r: random.Random, seed: int) -> Exercise:
+    import numpy as np
+
+    from .plan import plan
+
+    k = r.randrange(1, 8)
+    p = plan("2G", align="1G")
+    m, pg = p._machine, p._pgmap
+    a = m.arch
+    pfn0 = pg.ranges[0][0] >> a.page_shift
+    vpn_tail = (pfn0 * a.struct_page_size >> a.page_shift) + 1
+    tail = int(m.pgtables.resolve(np.array([vpn_tail]))[0][0])
+    for s in range(k):
+        m.sparse.sparse_remove_section(pfn0 + s * a.PAGES_PER_SECTION, a.PAGES_PER_SECTION,
+                                       None)
+    rc = int(m.frames.refcount[tail]) if m.frames.kind[tail] else 0
+    return Exercise(
+        "teardown-refcount", seed,
+        f"x86_64, kernel 6.6, a 1 GiB device-dax compound page (8 sections of memmap). Its tail "
+        f"vmemmap page starts with refcount 4095. Hot-remove removes the first {k} section(s). "
+        f"What is the tail page's refcount now (0 if it was freed)?",
+        rc,
+        f"section 0 held the tail page's own mapping and 510 reuse PTEs (511 references); each "
+        f"later section 512. After {k}: 4095 - 511 - {k - 1} x 512 = {rc}.",
+        hint="each cleared PTE puts one reference", params={"sections": k})

@@ -1,0 +1,121 @@
+# %% [markdown]
+# # 09 — Capacity planning across architectures
+#
+# **Goals.** Size the struct-page cost of persistent or CXL memory on real machines, for each
+# architecture and page size, with the same model the other chapters take apart. This chapter
+# stands on its own: engineers can start here.
+
+# %% [markdown]
+# ## The planner
+#
+# `vmemlab.plan(size, align, map, arch, kernel, start, ram)` lays out a namespace the way the
+# nvdimm driver does, populates its vmemmap in the model and reports what it cost. Everything
+# comes from the populated model, not from a formula.
+
+# %%
+import vmemlab
+from vmemlab.units import format_size
+
+p = vmemlab.plan("3T", align="2M", map="mem", ram="512G")
+print(p.table())
+
+# %% [markdown]
+# ## One terabyte on every architecture
+#
+# RAM spent on struct pages (data + page tables) and device space used for them, per TiB of
+# device memory, for each alignment device-dax offers on each architecture, kernel 6.6:
+
+# %%
+rows = []
+for arch, a in vmemlab.ARCHES.items():
+    for align in a.dax_aligns:
+        for mode in ("mem", "dev"):
+            q = vmemlab.plan("1T", align=align, map=mode, arch=arch)
+            dev = (q.device_data_pages + q.device_align_pages) * q.page_size
+            rows.append((arch, format_size(align), mode, q.optimised, q.ram_bytes, dev))
+print(f"{'arch':>16} {'align':>5} {'map':>3} {'dedup':>5} {'RAM':>9} {'device':>8}")
+for arch, align, mode, opt, ram, dev in rows:
+    print(f"{arch:>16} {align:>5} {mode:>3} {str(opt):>5} {format_size(ram):>9} "
+          f"{format_size(dev):>8}")
+
+# %% [markdown]
+# Things to notice:
+#
+# * 64 KiB pages (arm64, ppc64) already cut the struct-page share sixteen-fold: 1 GiB per TiB.
+# * On ppc64 with 64 KiB pages, 2 MiB compound pages are *not* deduplicated: their 512 struct
+#   pages fill half a vmemmap page, and the 6.6 rule wants more than two pages of memmap.
+# * arm64 16K's PMD size is 32 MiB and 64K's is 512 MiB, so its "2M" is that architecture's PMD.
+# * `--map=dev` costs RAM only for page tables; the struct pages go to the device.
+#
+# ## Against compound order
+#
+# The savings curves plan every order each architecture can map (kernel variants side by side,
+# the current configuration starred):
+
+# %%
+from vmemlab import viz
+
+fig = viz.savings_curves(arches=["x86_64", "arm64-64k", "ppc64-radix-64k"],
+                         current={"arch": "x86_64", "kernel": "6.6", "order": 9})
+fig
+
+# %%
+from vmemlab.viz.savings import savings_point
+
+for arch in ("x86_64", "arm64-64k", "ppc64-radix-64k"):
+    a = vmemlab.get_arch(arch)
+    for order in a.dax_align_orders():
+        pt = savings_point(arch, "6.6", order)
+        print(f"{arch:>16} order {order:>2}: {format_size(pt.bytes_per_tib):>7} per TiB")
+
+# %% [markdown]
+# **What to notice:** each curve falls by half per order while the compound memmap still fits
+# in a section, then flattens: past a section, every section still needs its own PTE table. The
+# `v3` curve keeps falling there (PMD-level reuse); `5.17` is flat (no deduplication).
+#
+# ## From the command line
+#
+# The same planner as a CLI, for scripts and spreadsheets:
+
+# %%
+import subprocess
+import sys
+
+cmd = [sys.executable, "-m", "vmemlab", "plan", "--size", "768G", "--align", "1G", "--ram",
+       "256G"]
+print(subprocess.run(cmd, capture_output=True, text=True).stdout)
+
+# %%
+cmd = [sys.executable, "-m", "vmemlab", "plan", "--size", "1T", "--align", "4K", "--ram", "8G"]
+r = subprocess.run(cmd, capture_output=True, text=True)
+print("exit status", r.returncode)
+print(r.stderr)
+
+# %% [markdown]
+# A machine whose RAM cannot hold the struct pages is refused with `-ENOMEM`, as the kernel's
+# `memremap_pages` would refuse it, and the message says how much was needed.
+#
+# ## Exercises
+
+# %%
+from vmemlab import exercises
+
+ex = exercises.generate("ram-share", seed=9)
+ex
+
+# %%
+answer = None  # your answer
+ex.check(answer)
+
+# %% [markdown]
+# ## Summary
+#
+# * At 2 MiB device-dax pages the struct-page cost is a quarter of the 4K cost; at 1 GiB it is
+#   dominated by page tables (40 MiB per TiB on x86_64).
+# * 64 KiB-page architectures start 16x lower; ppc64 only deduplicates 1 GiB pages.
+# * `--map=dev` moves struct pages to the device: no RAM, but no deduplication either.
+#
+# **In the kernel:** `include/linux/mm.h` (`vmemmap_can_optimize`), `mm/sparse-vmemmap.c`,
+# `drivers/nvdimm/pfn_devs.c` (`nd_pfn_init`).
+#
+# **Next:** [10 — Hot-remove and lifetimes](10-hot-remove-and-lifetimes.ipynb)
