@@ -109,6 +109,8 @@ class KernelPageTables:
         out = np.empty(vpns.size, np.int64)
         if vpns.size == 0:
             return out
+        if vpns.size <= 4:  # a few pages (ppc64 sections): the same steps without numpy overhead
+            return self._populate_few(vpns, fresh, reuse)
         ks = vpns >> self.pte_bits
         bounds = np.flatnonzero(np.diff(ks)) + 1
         starts = np.concatenate(([0], bounds))
@@ -137,6 +139,25 @@ class KernelPageTables:
                 cur[empty] = new
                 table[sub[empty]] = new
             out[s:e] = cur
+        return out
+
+    def _populate_few(self, vpns: np.ndarray, fresh, reuse) -> np.ndarray:
+        out = np.empty(vpns.size, np.int64)
+        for i, vpn in enumerate(vpns.tolist()):
+            k = vpn >> self.pte_bits
+            if k in self.pmd_leaf:
+                raise KernelError("EEXIST", "vmemmap_pte_populate",
+                                  f"vmemmap page {vpn} is already covered by a PMD leaf")
+            table = self.pte[self.table_for(0, k)]
+            cur = int(table[vpn & self.pte_mask])
+            if cur < 0:
+                if reuse is None:
+                    cur = int(fresh(1)[0])
+                else:
+                    cur = int(reuse[i]) if np.ndim(reuse) > 0 else int(reuse)
+                    self.frames.refcount[cur] += 1
+                table[vpn & self.pte_mask] = cur
+            out[i] = cur
         return out
 
     def set_pmd_leaf(self, k: int, block: int) -> None:
