@@ -142,3 +142,17 @@ def test_ppc64_page_tables_are_fragments():
     p = vmemlab.plan("1T", align="1G", arch="ppc64-radix-64k")
     assert p.pagetables == {"pte": 512, "pmd": 2, "pud": 1}
     assert p.ram_pagetable_pages == 2 + 1 + 1
+
+
+@pytest.mark.parametrize("align, expect", [
+    ("4K", 16 * GiB // 4096 * 64 // 4096),  # not optimised: the full memmap
+    ("2M", 16 * GiB // (2 * MiB) * 2),      # VMEMMAP_RESERVE_NR per 2M compound page
+    ("1G", 16 * 2),                         # VMEMMAP_RESERVE_NR per 1G compound page
+])
+def test_nr_memmap_pages_counter_by_variant(align, expect):
+    """kernel-facts.md §12: up to the 2026 fix nr_memmap_pages counts the full memmap
+    (16 GiB / 4 KiB * 64 B = 65536 pages) whatever the align; with section_nr_vmemmap_pages
+    (variant 6.12.117) it counts the deduplicated memmap.  validation/ measured both."""
+    assert vmemlab.plan("16G", align=align, kernel="6.6").nr_memmap_pages == 65536
+    assert vmemlab.plan("16G", align=align, kernel="6.12.117").nr_memmap_pages == expect
+    assert vmemlab.plan("16G", align=align, map="dev", kernel="6.12.117").nr_memmap_pages == 65536

@@ -10,6 +10,11 @@
 ``6.6``    ``vmemmap_can_optimize()`` (6.4, 87a7ae75d738) with ``VMEMMAP_RESERVE_NR`` and arch
            overrides (6.6): optimise when the compound memmap is more than 2 pages.  The default;
            it also stands for later 6.x kernels (6.12 included) where this rule is unchanged.
+           ``nr_memmap_pages`` (6.11+) counts the full memmap, deduplicated or not.
+``6.12.117`` The 6.6 rules plus Muchun Song's 2026 fix "fix DAX vmemmap accounting with
+           optimization" (``section_nr_vmemmap_pages``, Cc: stable): ``nr_memmap_pages`` counts
+           the deduplicated memmap.  Measured in Debian's 6.12.117 (6.12.107 and later showed the
+           same; 6.12.100 did not) -- see ``validation/``.
 =========  ===================================================================================
 """
 
@@ -45,6 +50,9 @@ class Kernel:
     memmap_counter: bool
     year: str = ""
     summary: str = ""
+    #: nr_memmap_pages counts what ``section_nr_vmemmap_pages`` returns (the 2026 fix) rather
+    #: than the full ``DIV_ROUND_UP(nr_pages * sizeof(struct page), PAGE_SIZE)``
+    memmap_counter_dedup: bool = False
 
 
 KERNELS: dict[str, Kernel] = {
@@ -57,6 +65,10 @@ KERNELS: dict[str, Kernel] = {
     "6.6": Kernel("6.6", True, True, "reserve_nr", False, "per-subpage-head", 1, "page1",
                   "folio", True, "2023-10",
                   "vmemmap_can_optimize with VMEMMAP_RESERVE_NR (stands for 6.6-6.x)"),
+    "6.12.117": Kernel("6.12.117", True, True, "reserve_nr", False, "per-subpage-head", 1,
+                       "page1", "folio", True, "2026",
+                       "6.6 rules + nr_memmap_pages counting the deduplicated memmap (2026 fix)",
+                       memmap_counter_dedup=True),
 }
 
 DEFAULT_KERNEL = "6.6"

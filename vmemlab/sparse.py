@@ -118,14 +118,33 @@ class Sparse:
             raise KernelError("ENOMEM", "section_activate",
                               f"populating the memmap of pfns {pfn:#x}+{nr_pages} failed "
                               f"({e})") from e
-        m.memmap_pages_add(self._memmap_pages(nr_pages))
+        m.memmap_pages_add(self.section_nr_vmemmap_pages(pfn, nr_pages, altmap, pgmap))
+
+    def section_nr_vmemmap_pages(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None = None,
+                                 pgmap: DevPagemap | None = None) -> int:
+        """What ``nr_memmap_pages`` (6.11+) moves by for a populated range.
+
+        6.11 to the 2026 fix: ``DIV_ROUND_UP(nr_pages * sizeof(struct page), PAGE_SIZE)`` -- the
+        full memmap, deduplicated or not, in RAM or on the device (kernel-facts.md §12).  With
+        the fix (``section_nr_vmemmap_pages()``, mm/sparse-vmemmap.c, kernel variant
+        ``6.12.117``): when ``vmemmap_can_optimize``, ``VMEMMAP_RESERVE_NR * nr_pages /
+        pages_per_compound`` for orders below a section, else ``VMEMMAP_RESERVE_NR`` for a
+        chunk whose pfn is compound-aligned and 0 for the others."""
+        from .sparse_vmemmap import VMEMMAP_RESERVE_NR, vmemmap_can_optimize
+
+        a = self.m.arch
+        full = -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
+        if not self.m.kernel.memmap_counter_dedup or not vmemmap_can_optimize(self.m, altmap,
+                                                                              pgmap):
+            return full
+        order = pgmap.vmemmap_shift
+        if order < a.PFN_SECTION_SHIFT:
+            return VMEMMAP_RESERVE_NR * nr_pages // (1 << order)
+        return VMEMMAP_RESERVE_NR if pfn % (1 << order) == 0 else 0
 
     def _memmap_pages(self, nr_pages: int) -> int:
-        """What 6.11+ adds to ``nr_memmap_pages`` per populated range:
-        ``DIV_ROUND_UP(nr_pages * sizeof(struct page), PAGE_SIZE)`` -- the full memmap size,
-        deduplicated or not, in RAM or on the device (kernel-facts.md §12)."""
-        a = self.m.arch
-        return -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
+        """The full count (boot memory, and every variant before the 2026 fix)."""
+        return self.section_nr_vmemmap_pages(0, nr_pages)
 
     def section_deactivate(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
                            populated: bool = False) -> None:
@@ -134,9 +153,12 @@ class Sparse:
         ms = self.sections[self.pfn_to_section_nr(pfn)]
         empty = self.clear_subsection_map(pfn, nr_pages)
         if not ms.early:
+            # counted before the memmap goes: the 2026 fixes pass the pgmap down this path too
+            counted = self.section_nr_vmemmap_pages(pfn, nr_pages, altmap,
+                                                    self.m.get_dev_pagemap(pfn))
             depopulate_section_memmap(self.m, pfn, nr_pages, altmap)
             if populated:
-                self.m.memmap_pages_add(-self._memmap_pages(nr_pages))
+                self.m.memmap_pages_add(-counted)
         if empty:
             del self.sections[ms.nr]
 
