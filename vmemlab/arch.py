@@ -20,6 +20,7 @@ assumes ``VMEMMAP_START`` is aligned to a top-level entry, which holds for the l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .errors import ParameterError
 
@@ -64,69 +65,69 @@ class Arch:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     # -- derived constants, named as in the kernel ------------------------------------------
-    @property
+    @cached_property
     def PAGE_SHIFT(self) -> int:  # noqa: N802 - kernel name
         return self.page_shift
 
-    @property
+    @cached_property
     def PAGE_SIZE(self) -> int:  # noqa: N802
         return 1 << self.page_shift
 
-    @property
+    @cached_property
     def PTRS_PER_PTE(self) -> int:  # noqa: N802
         return self.levels[0].ptrs
 
-    @property
+    @cached_property
     def PMD_SHIFT(self) -> int:  # noqa: N802
         return self.levels[1].shift
 
-    @property
+    @cached_property
     def PMD_SIZE(self) -> int:  # noqa: N802
         return 1 << self.PMD_SHIFT
 
-    @property
+    @cached_property
     def PUD_SHIFT(self) -> int | None:  # noqa: N802
         names = [lv.name for lv in self.levels]
         return self.levels[names.index("pud")].shift if "pud" in names else None
 
-    @property
+    @cached_property
     def PUD_SIZE(self) -> int | None:  # noqa: N802
         return None if self.PUD_SHIFT is None else 1 << self.PUD_SHIFT
 
-    @property
+    @cached_property
     def SECTION_SIZE_BITS(self) -> int:  # noqa: N802
         return self.section_size_bits
 
-    @property
+    @cached_property
     def PFN_SECTION_SHIFT(self) -> int:  # noqa: N802
         return self.section_size_bits - self.page_shift
 
-    @property
+    @cached_property
     def PAGES_PER_SECTION(self) -> int:  # noqa: N802
         return 1 << self.PFN_SECTION_SHIFT
 
-    @property
+    @cached_property
     def SUBSECTION_SHIFT(self) -> int:  # noqa: N802
         return SUBSECTION_SHIFT
 
-    @property
+    @cached_property
     def PFN_SUBSECTION_SHIFT(self) -> int:  # noqa: N802
         return SUBSECTION_SHIFT - self.page_shift
 
-    @property
+    @cached_property
     def PAGES_PER_SUBSECTION(self) -> int:  # noqa: N802
         return 1 << self.PFN_SUBSECTION_SHIFT
 
-    @property
+    @cached_property
     def SUBSECTIONS_PER_SECTION(self) -> int:  # noqa: N802
         return 1 << (self.section_size_bits - SUBSECTION_SHIFT)
 
-    @property
+    @cached_property
     def STRUCT_PAGES_PER_PAGE(self) -> int:  # noqa: N802
         """``PAGE_SIZE / sizeof(struct page)``: struct pages in one vmemmap page (64 on x86)."""
         return self.PAGE_SIZE // self.struct_page_size
 
-    @property
+    @cached_property
     def max_order(self) -> int:
         """Largest compound order the model lets a pgmap use: one whose pages fit the phys space."""
         return self.max_physmem_bits - self.page_shift - 1

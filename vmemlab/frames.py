@@ -29,8 +29,9 @@ RAM, DEVICE = 0, 1
 KIND_NAMES = {FREE: "free", VMEMMAP: "vmemmap", PAGETABLE: "pagetable"}
 HOME_NAMES = {RAM: "RAM", DEVICE: "device"}
 
-#: RAM pfns handed to frames start here; they only label frames (capacity is what is checked)
-RAM_LABEL_BASE = 1 << 40
+#: RAM frames get label pfns counting up from here (4 GiB): the model checks RAM by capacity, so
+#: these only name pages in diagrams; with boot RAM the boot memmap's frames come first
+RAM_LABEL_BASE = 1 << 20
 
 
 class RamAllocator:

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 
 from .errors import KernelError
 from .frames import VmemAltmap
-from .sparse_vmemmap import depopulate_section_memmap, populate_section_memmap
+from .sparse_vmemmap import (
+    VMEMMAP_RESERVE_NR,
+    depopulate_section_memmap,
+    populate_section_memmap,
+    vmemmap_can_optimize,
+)
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -130,8 +135,6 @@ class Sparse:
         ``6.12.117``): when ``vmemmap_can_optimize``, ``VMEMMAP_RESERVE_NR * nr_pages /
         pages_per_compound`` for orders below a section, else ``VMEMMAP_RESERVE_NR`` for a
         chunk whose pfn is compound-aligned and 0 for the others."""
-        from .sparse_vmemmap import VMEMMAP_RESERVE_NR, vmemmap_can_optimize
-
         a = self.m.arch
         full = -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
         if not self.m.kernel.memmap_counter_dedup or not vmemmap_can_optimize(self.m, altmap,

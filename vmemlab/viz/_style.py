@@ -44,9 +44,21 @@ HOLLOW = {"5.19"}
 FONT = 9
 
 
+class ShownFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` that shows itself as a PNG in Jupyter, Voilà and
+    nbconvert without ``pyplot`` (whose import would pick a GUI backend and register global
+    hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``."""
+
+    def _repr_png_(self) -> bytes:
+        return to_png(self, dpi=self.dpi)
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace(type(self).__name__, "Figure", 1)
+
+
 def new_figure(width: float, height: float) -> Figure:
     """A fresh constrained-layout figure (inches) with the house font size."""
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = ShownFigure(figsize=(width, height), layout="constrained")
     fig.set_dpi(100)
     return fig
 
