@@ -153,13 +153,14 @@ def _vmemmap_pages(r: random.Random, seed: int) -> Exercise:
     p = plan(f"{gib}G", align=align)
     per = p.vmemmap_pages_per_compound
     kept = per - p.saved_vmemmap_pages_per_compound
+    how = "deduplicated" if p.optimised else "no deduplication"
     return Exercise(
         "vmemmap-pages", seed,
         f"A {gib} GiB device-dax namespace (x86_64, --map=mem, align {align}, kernel 6.6): how "
         f"many vmemmap data pages (not page tables) does it need in RAM?",
         p.ram_data_pages,
         f"{p.compound_pages} compound pages of order {p.vmemmap_shift}; each has {per} vmemmap "
-        f"page(s) of which {kept} are backed by their own page ({'deduplicated' if p.optimised else 'no deduplication'}): "
+        f"page(s) of which {kept} are backed by their own page ({how}): "
         f"{p.compound_pages} x {kept} = {p.ram_data_pages} pages "
         f"({format_size(p.ram_data_pages * p.page_size)}).",
         hint="count compound pages, then the vmemmap pages each one keeps",
@@ -224,7 +225,7 @@ def _pud_pagetables(r: random.Random, seed: int) -> Exercise:
         f"x86_64, align 1G, kernel {kern}: how many PTE-table pages does the vmemmap of a "
         f"{gib} GiB namespace use?",
         p.pagetables["pte"],
-        f"each 1 GiB compound page spans 8 sections of 2 MiB memmap; "
+        "each 1 GiB compound page spans 8 sections of 2 MiB memmap; "
         + ("as merged every section has its own PTE table: 8 per GiB"
            if kern != "v3" else "v3's PMD reuse keeps 2 per GiB (sections 3-8 share one)")
         + f": {p.pagetables['pte']}.",
@@ -298,3 +299,27 @@ def _teardown_refcount(r: random.Random, seed: int) -> Exercise:
         f"section 0 held the tail page's own mapping and 510 reuse PTEs (511 references); each "
         f"later section 512. After {k}: 4095 - 511 - {k - 1} x 512 = {rc}.",
         hint="each cleared PTE puts one reference", params={"sections": k})
+
+
+# -- chapter 7: GUP --------------------------------------------------------------------------
+@exercise("gup-atomics")
+def _gup_atomics(r: random.Random, seed: int) -> Exercise:
+    from . import gup
+
+    gib = r.choice([1, 2, 4, 8])
+    kernel = r.choice(["6.6", "v3"])
+    flags = r.choice(["get", "pin"])
+    c = gup.scenario_counters(f"{gib}G", flags, "mem", kernel)
+    per = {"get": 1, "pin": 2}[flags]
+    how = ("one grab per 4 KiB subpage, each on the head" if c.variant == "per-subpage-head"
+           else "one grab per 2 MiB compound page")
+    grabs = c.grabs
+    return Exercise(
+        "gup-atomics", seed,
+        f"{flags}_user_pages_fast() over a {gib} GiB device-dax mapping with 2 MiB pages, kernel "
+        f"{kernel}, memmap in RAM: how many atomic operations on reference and pin counts?",
+        c.ref_atomics,
+        f"{how}: {grabs} grabs x {per} atomic(s) ({'refcount' if per == 1 else 'refcount + pin count'})"
+        f" = {c.ref_atomics}.",
+        hint="count grabs (per subpage or per compound page), then atomics per grab",
+        params={"gib": gib, "kernel": kernel, "flags": flags})
