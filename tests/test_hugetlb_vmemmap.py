@@ -1,0 +1,215 @@
+"""HugeTLB Vmemmap Optimization (vmemlab.hugetlb_vmemmap).
+
+Expected values (x86_64, 4 KiB pages, 64-byte struct page), by independent arithmetic and
+kernel-facts §10 (mm/hugetlb_vmemmap.c, Documentation/mm/vmemmap_dedup.rst):
+* vmemmap pages per HugeTLB page: 512 * 64 / 4096 = 8 (2M); 262144 * 64 / 4096 = 4096 (1G);
+* freed: 8 - 1 = 7 and 4096 - 1 = 4095 with one kept page (5.18+); 6 and 4094 with two (5.14-5.17);
+* PMD splits: the 32 KiB memmap of a 2M page lies inside one 2 MiB PMD block of vmemmap -> 1 PTE
+  table; the 16 MiB memmap of a 1G page covers 16 MiB / 2 MiB = 8 PMDs -> 8 PTE tables;
+* fake heads (5.18+): the first struct page of each remapped vmemmap page (tail index 64 * k)
+  aliases the head and shows PG_head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vmemlab.errors import KernelError, ParameterError
+from vmemlab.hugetlb_vmemmap import (
+    alloc_hugetlb_folio,
+    contrast_with_device_dax,
+    dissolve_free_huge_page,
+    hugetlb_vmemmap_optimize,
+    hugetlb_vmemmap_restore,
+)
+from vmemlab.machine import Machine
+from vmemlab.page import (
+    PageHead,
+    PageTail,
+    VmemmapFault,
+    compound_head,
+    compound_head_pfns,
+    compound_order,
+    page_fixed_fake_head,
+    pfn_to_page,
+    read_field,
+    test_flag_bits,
+    write_field,
+)
+
+GiB = 1 << 30
+
+# kernel variant -> kept vmemmap pages (m.kernel.hvo_reserve_pages)
+KEPT = {"5.17": 2, "5.19": 1, "6.6": 1}
+
+
+@pytest.mark.parametrize("kernel", list(KEPT))
+@pytest.mark.parametrize("size,order,vmemmap_pages,tables", [("2M", 9, 8, 1), ("1G", 18, 4096, 8)])
+def test_hvo_frees_the_documented_pages(kernel, size, order, vmemmap_pages, tables):
+    m = Machine("x86_64", kernel, ram=2 * GiB)
+    folio = alloc_hugetlb_folio(m, size)
+    head = pfn_to_page(m, folio.head_pfn)
+    assert compound_order(head) == order
+    used, data = m.ram.used, m.usage()["ram_data_pages"]
+    r = hugetlb_vmemmap_optimize(m, folio)
+    freed = vmemmap_pages - KEPT[kernel]
+    assert (r.data_pages_freed, r.split_pte_tables) == (freed, tables)
+    assert r.net_pages_saved == freed - tables
+    assert m.ram.used == used - freed + tables
+    assert m.usage()["ram_data_pages"] == data - freed
+    # every struct page still finds its head, through the remapped (read-only) vmemmap
+    pfns = folio.head_pfn + np.arange(0, 1 << order, 1 if order == 9 else 7, dtype=np.int64)
+    assert (compound_head_pfns(m, pfns) == folio.head_pfn).all()
+    hugetlb_vmemmap_restore(m, folio)
+    # restore returns every data page; the split PTE tables stay (no re-collapse in the kernel)
+    assert m.usage()["ram_data_pages"] == data
+    assert m.ram.used == used + tables
+    assert (compound_head_pfns(m, pfns) == folio.head_pfn).all()
+
+
+@pytest.mark.parametrize("kernel,size", [("5.19", "2M"), ("6.6", "2M"), ("6.6", "1G")])
+def test_fake_heads_for_every_remapped_vmemmap_page(kernel, size):
+    m = Machine("x86_64", kernel, ram=2 * GiB)
+    folio = alloc_hugetlb_folio(m, size)
+    hugetlb_vmemmap_optimize(m, folio)
+    nr = folio.nr_pages
+    firsts = folio.head_pfn + np.arange(64, nr, 64, dtype=np.int64)  # slot 0 of pages 1..
+    assert test_flag_bits(m, firsts, "PG_head").all()  # the raw flag: an alias of the head
+    for p in firsts[:: max(1, firsts.size // 64)].tolist():
+        page = pfn_to_page(m, p)
+        assert page_fixed_fake_head(page).pfn == folio.head_pfn
+        assert PageTail(page) and not PageHead(page) and compound_head(page).pfn == folio.head_pfn
+    assert (compound_head_pfns(m, firsts) == folio.head_pfn).all()
+    assert PageHead(pfn_to_page(m, folio.head_pfn))
+    hugetlb_vmemmap_restore(m, folio)
+    # reset_struct_pages: restored copies no longer carry the head in slot 0
+    assert not test_flag_bits(m, firsts, "PG_head").any()
+
+
+def test_5_17_style_hvo_has_no_fake_heads():
+    m = Machine("x86_64", "5.17", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    hugetlb_vmemmap_optimize(m, folio)
+    firsts = folio.head_pfn + np.arange(64, 512, 64, dtype=np.int64)
+    assert not test_flag_bits(m, firsts, "PG_head").any()  # pages 2..7 alias page 1 (tails)
+
+
+def test_tail_vmemmap_is_read_only_head_is_writable():
+    m = Machine("x86_64", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    hugetlb_vmemmap_optimize(m, folio)
+    before = m.state()
+    with pytest.raises(VmemmapFault, match="read-only"):
+        write_field(m, folio.head_pfn + 100, "private", 1)
+    assert read_field(m, folio.head_pfn + 100, "private")[0] == 0
+    write_field(m, folio.head_pfn + 3, "private", 5)  # vmemmap page 0 stays RW
+    assert read_field(m, folio.head_pfn + 3, "private")[0] == 5
+    assert m.state() == before
+
+
+def test_errors_change_nothing():
+    m = Machine("x86_64", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    hugetlb_vmemmap_optimize(m, folio)
+    before = m.state()
+    with pytest.raises(KernelError, match="already optimized"):
+        hugetlb_vmemmap_optimize(m, folio)
+    assert m.state() == before
+    dissolve_free_huge_page(m, folio)
+    after = m.state()
+    with pytest.raises(KernelError, match="already dissolved"):
+        dissolve_free_huge_page(m, folio)
+    with pytest.raises(KernelError, match="not a HugeTLB page"):
+        hugetlb_vmemmap_restore(m, folio)
+    assert m.state() == after
+    f2 = alloc_hugetlb_folio(m, "2M")
+    with pytest.raises(KernelError, match="not optimized"):
+        hugetlb_vmemmap_restore(m, f2)
+    with pytest.raises(ParameterError):
+        alloc_hugetlb_folio(m, "4M")  # no 4 MiB page-table level on x86_64
+    with pytest.raises(ParameterError):
+        alloc_hugetlb_folio(m, "512G")
+    assert m.state() == after
+    m1 = Machine("x86_64", "6.6", ram=GiB)
+    alloc_hugetlb_folio(m1, "1G")  # all of the 1 GiB booted
+    before1 = m1.state()
+    with pytest.raises(KernelError, match="ENOMEM"):
+        alloc_hugetlb_folio(m1, "1G")
+    assert m1.state() == before1
+
+
+def test_enomem_for_the_split_table_changes_nothing():
+    m = Machine("x86_64", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    m.ram.capacity = m.ram.used  # no page left for the PTE table or the head copy
+    before = m.state()
+    with pytest.raises(KernelError, match="ENOMEM"):
+        hugetlb_vmemmap_optimize(m, folio)
+    assert m.state() == before and not folio.optimized
+
+
+def test_head_copy_6_2_remaps_the_head_to_a_new_page():
+    m = Machine("x86_64", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    vpn = folio.head_pfn * 64 >> 12
+    old, _ = m.pgtables.resolve(np.array([vpn]))
+    r = hugetlb_vmemmap_optimize(m, folio)
+    new, _ = m.pgtables.resolve(np.array([vpn]))
+    assert r.head_copy and new[0] != old[0] and r.data_pages_freed == 7
+    assert m.frames.refcount[new[0]] == 8  # head PTE + 7 tail PTEs
+    m2 = Machine("x86_64", "6.6", ram=GiB)
+    f2 = alloc_hugetlb_folio(m2, "2M")
+    r2 = hugetlb_vmemmap_optimize(m2, f2, head_copy=False)
+    assert not r2.head_copy and r2.data_pages_freed == 7
+
+
+@pytest.mark.parametrize("order,vmemmap_pages", [(9, 8), (18, 4096)])
+def test_contrast_device_dax_reuses_tail_hvo_reuses_head(order, vmemmap_pages):
+    c = contrast_with_device_dax(order, "6.6")
+    assert c["device_dax"] == {"vmemmap_pages": vmemmap_pages, "kept": 2,
+                               "reused_vmemmap_page": 1, "saved": vmemmap_pages - 2}
+    assert c["hvo"] == {"vmemmap_pages": vmemmap_pages, "kept": 1, "reused_vmemmap_page": 0,
+                        "saved": vmemmap_pages - 1}
+
+
+FIELDS = ("flags", "compound_head", "mapping", "index", "private", "_refcount", "_mapcount")
+
+
+@settings(max_examples=12, deadline=None)
+@given(kernel=st.sampled_from(list(KEPT)), nth=st.integers(0, 5), head_copy=st.booleans())
+def test_optimize_restore_roundtrip_keeps_struct_pages(kernel, nth, head_copy):
+    """While optimized every struct page past the kept vmemmap pages reads the struct page at
+    the same offset of the reuse page (5.18+: of page 0, so tails 64k+1 and 64k+2 show page[1]
+    and page[2]'s compound metadata -- why the kernel reads tail metadata only via the head);
+    after restore (reset_struct_pages) every meaningful field reads as before HVO.  vmstat
+    counters (6.11+, kernel-facts §12) move by the pages freed and allocated."""
+    if head_copy and KEPT[kernel] != 1:
+        head_copy = False
+    m = Machine("x86_64", kernel, ram=GiB)
+    folios = [alloc_hugetlb_folio(m, "2M") for _ in range(nth + 1)]
+    folio = folios[-1]
+    pfns = folio.head_pfn + np.arange(512, dtype=np.int64)
+    before = {f: read_field(m, pfns, f).copy() for f in FIELDS}
+    vm = dict(m.vmstat)
+    r = hugetlb_vmemmap_optimize(m, folio, head_copy=head_copy)
+    if kernel == "6.6":  # 6.11+ counters; boot pages come off the boot counter
+        assert m.vmstat["nr_memmap_boot_pages"] == vm["nr_memmap_boot_pages"] - 8 + KEPT[kernel] \
+            - (1 if head_copy else 0)
+        assert m.vmstat["nr_memmap_pages"] == vm["nr_memmap_pages"] + (1 if head_copy else 0)
+    else:
+        assert m.vmstat == vm
+    assert r.data_pages_freed == 8 - KEPT[kernel]
+    reuse = KEPT[kernel] - 1  # vmemmap page the others now map: 0 (5.18+) or 1 (5.14-5.17)
+    for f in FIELDS:
+        # struct page 64 * k + j (pages past the kept ones) reads struct page 64 * reuse + j
+        want = before[f].copy()
+        want[64 * (reuse + 1):] = np.tile(before[f][64 * reuse: 64 * reuse + 64], 7 - reuse)
+        assert (read_field(m, pfns, f) == want).all(), f
+        if reuse == 1:  # pages 2..7 alias tails 64..127, which have the same contents
+            assert (want == before[f]).all()
+    hugetlb_vmemmap_restore(m, folio)
+    for f in FIELDS:
+        assert (read_field(m, pfns, f) == before[f]).all(), f

@@ -1,0 +1,445 @@
+"""mm/hugetlb_vmemmap.c: HugeTLB Vmemmap Optimization (HVO) on the boot memmap of System RAM.
+
+A HugeTLB page of order ``o`` has ``(1 << o) * 64 / PAGE_SIZE`` vmemmap pages (8 for 2 MiB,
+4096 for 1 GiB on x86_64).  HVO keeps ``m.kernel.hvo_reserve_pages`` of them and remaps the rest,
+read-only, onto one kept page, freeing the pages they mapped:
+
+* **5.14-5.17** (``RESERVE_VMEMMAP_NR = 2``): pages 0 and 1 kept, pages 2.. remapped to page 1
+  (tail struct pages only): 6 freed per 2 MiB, 4094 per 1 GiB.  No fake heads.
+* **5.18+** (``RESERVE_VMEMMAP_NR = 1``, "free the 2nd vmemmap page"): pages 1.. remapped to
+  page 0, the head page: 7 / 4095 freed.  The first struct page of every remapped vmemmap page
+  is then an alias of the head and shows ``PG_head``: a *fake head*, which
+  ``page_fixed_fake_head`` (:mod:`vmemlab.page`) resolves through ``page[1].compound_head``.
+  [V: 5.19 mm/hugetlb_vmemmap.c read: ``RESERVE_VMEMMAP_NR 1U``, ``vmemmap_reuse =
+  vmemmap_addr - PAGE_SIZE``, static key inc/dec per optimized page.]
+* **6.2+** (11aad2631bf7, "remap head page to newly allocated page", Joao Martins):
+  ``vmemmap_remap_free`` copies page 0 into a new page, maps the head PTE to it RW and the tails
+  RO, and frees the old page 0 as well (``head_copy``; default on for the ``folio`` kernels).
+
+Mechanics (6.x ``vmemmap_remap_range``): PMD-leaf vmemmap mappings in the range are split first
+(``vmemmap_split_pmd``: ``pte_alloc_one_kernel``, 512 ``PAGE_KERNEL`` PTEs to ``head + i``,
+``split_page`` unless the block is PageReserved [V: 6.x text in patch mail]), so HVO costs one
+PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back [I: no collapse
+path in the functions read].  Restore
+(``vmemmap_remap_alloc``, on dissolve) allocates the freed pages again, copies the reuse page
+into each (``copy_page``), and 5.18+ ``reset_struct_pages`` overwrites the first
+``NR_RESET_STRUCT_PAGE`` struct pages of each copy with the next ones (3 in 5.18-6.1, 4 in 6.x
+[V per kernel-facts §10]) so head data does not leak into tails; then remaps RW.
+
+Contrast with device-dax (:func:`contrast_with_device_dax`): device-dax *populates* a
+deduplicated memmap and reuses the *tail* vmemmap page (page 1), keeping 2 pages; HVO *remaps*
+an existing memmap and (5.18+) reuses the *head* vmemmap page, keeping 1 -- one page more saved
+per compound page.
+
+Not modelled: the vmemmap_optimize sysctl/boot switch (HVO is applied when asked), batching
+and TLB flushes, ``memmap_on_memory`` refusal, pre-HVO of boot gigantic pages (6.15),
+HugeTLB cgroup/subpool fields.  How the folio marks itself HugeTLB: 5.17 layout
+``compound_dtor = HUGETLB_PAGE_DTOR`` [V]; folio layout: a flag on page[1] (modelled as
+``PG_active`` of page[1], UNVERIFIED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import KernelError, ParameterError
+from .frames import VMEMMAP
+from .page import (
+    HUGETLB_PAGE_DTOR,
+    PG,
+    SIZEOF_STRUCT_PAGE,
+    head_va,
+    layout_key,
+    read_field,
+    struct_pages,
+    write_field,
+)
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+
+@dataclass
+class HugetlbFolio:
+    """One HugeTLB page carved from boot RAM: ``[head_pfn, head_pfn + (1 << order))``."""
+
+    head_pfn: int
+    order: int
+    optimized: bool = False
+    dissolved: bool = False
+    #: the frame the remapped tail PTEs point at while optimized
+    reuse_frame: int = -1
+    reserve: int = 0
+
+    @property
+    def nr_pages(self) -> int:
+        return 1 << self.order
+
+
+@dataclass
+class HugetlbState:
+    """``m.hugetlb``: HugeTLB pages allocated from boot RAM and the HVO static key."""
+
+    folios: list[HugetlbFolio] = field(default_factory=list)
+    #: ``hugetlb_optimize_vmemmap_key`` count (5.18+: one per optimized page)
+    fake_head_key: int = 0
+
+
+@dataclass(frozen=True)
+class HvoReport:
+    """What one ``hugetlb_vmemmap_optimize`` / ``restore`` did (pages of PAGE_SIZE)."""
+
+    order: int
+    vmemmap_pages: int
+    reserve: int
+    reused_vmemmap_page: int  #: index of the vmemmap page the tails now map (0 head, 1 tail)
+    data_pages_freed: int  #: vmemmap data pages returned to the allocator (net of a head copy)
+    split_pte_tables: int  #: PTE tables allocated by vmemmap_split_pmd
+    head_copy: bool
+    net_pages_saved: int  #: data_pages_freed - split_pte_tables
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [("HugeTLB page", f"order {self.order} ({self.vmemmap_pages} vmemmap pages)"),
+                ("kept / reused", f"{self.reserve} kept, tails map vmemmap page "
+                                  f"{self.reused_vmemmap_page}"),
+                ("data pages freed", str(self.data_pages_freed)),
+                ("PTE tables for PMD splits", str(self.split_pte_tables)),
+                ("net pages saved", str(self.net_pages_saved))]
+
+
+def _state(m: Machine) -> HugetlbState:
+    if m.hugetlb is None:
+        m.hugetlb = HugetlbState()
+    return m.hugetlb
+
+
+def hugetlb_orders(m: Machine) -> tuple[int, ...]:
+    """HugeTLB page orders the arch maps: PMD and (if the arch has one) PUD size
+    (x86_64: 2 MiB and, with pdpe1gb, 1 GiB)."""
+    a = m.arch
+    out = [a.PMD_SHIFT - a.page_shift]
+    if a.PUD_SHIFT is not None:
+        out.append(a.PUD_SHIFT - a.page_shift)
+    return tuple(out)
+
+
+def _vmemmap_span(m: Machine, folio: HugetlbFolio) -> tuple[int, int]:
+    """vpns ``[start, end)`` of the folio's struct pages."""
+    a = m.arch
+    start = folio.head_pfn * SIZEOF_STRUCT_PAGE >> a.page_shift
+    return start, start + (folio.nr_pages * SIZEOF_STRUCT_PAGE >> a.page_shift)
+
+
+# -- allocation --------------------------------------------------------------------------------
+def alloc_hugetlb_folio(m: Machine, size: int | str = "2M") -> HugetlbFolio:
+    """Take a HugeTLB page from boot RAM (``alloc_fresh_hugetlb_folio``) and prep it as a
+    compound page: the first free ``size``-aligned pfn range of boot RAM, then
+    ``prep_compound_page`` (``__SetPageHead``, ``prep_compound_tail`` for every tail,
+    ``prep_compound_head``) and the HugeTLB mark, written through the vmemmap.  The head gets
+    refcount 1 (allocated), tails 0.  RAM accounting: the data pages belong to boot RAM, which
+    the model does not count against the vmemmap allocator."""
+    from .units import parse_size
+
+    a = m.arch
+    nbytes = parse_size(size, "size")
+    if nbytes < a.PAGE_SIZE or nbytes & (nbytes - 1):
+        raise ParameterError("size", size, "a power-of-two HugeTLB page size")
+    order = nbytes.bit_length() - 1 - a.page_shift
+    allowed = hugetlb_orders(m)
+    if order not in allowed:
+        raise ParameterError("size", size, f"a HugeTLB size {a.name} maps: " + ", ".join(
+            f"{(1 << (o + a.page_shift)) >> 20} MiB" for o in allowed))
+    if SIZEOF_STRUCT_PAGE != a.struct_page_size:
+        raise ParameterError("struct_page_size", a.struct_page_size, "64 for HugeTLB vmemmap")
+    end_pfn = m.boot_ram_end >> a.page_shift
+    nr = 1 << order
+    st = _state(m)
+    busy = sorted((f.head_pfn, f.head_pfn + f.nr_pages) for f in st.folios)
+    pfn = 0
+    for lo, hi in busy:
+        if pfn + nr <= lo:
+            break
+        pfn = max(pfn, -(-hi // nr) * nr)
+    if pfn + nr > end_pfn:
+        raise KernelError("ENOMEM", "alloc_fresh_hugetlb_folio",
+                          f"no free {nbytes >> 20} MiB-aligned range left in boot RAM "
+                          f"({m.boot_ram_end >> 20} MiB booted)")
+    folio = HugetlbFolio(pfn, order)
+    prep_compound_hugetlb(m, pfn, order)
+    st.folios.append(folio)
+    return folio
+
+
+def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
+    """``prep_compound_page(page, order)`` (mm/page_alloc.c: ``__SetPageHead``,
+    ``prep_compound_tail`` for every tail, ``prep_compound_head``) plus the allocation refcount
+    (head 1, tails 0) and the HugeTLB mark, every struct page written through the vmemmap."""
+    from .mm_init import prep_compound_head, prep_compound_tail
+
+    nr = 1 << order
+    flags = int(read_field(m, head, "flags")[0])
+    write_field(m, head, "flags", flags | (1 << PG(m, "PG_head")))         # __SetPageHead
+    write_field(m, head, "_refcount", 1)                                    # allocated
+    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64))
+    write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
+    prep_compound_head(m, head, order)
+    if layout_key(m.kernel) == "folio":          # folio_set_hugetlb: a page[1] flag (UNVERIFIED)
+        f1 = int(read_field(m, head + 1, "_flags_1")[0])
+        write_field(m, head + 1, "_flags_1", f1 | (1 << PG(m, "PG_active")))
+    else:                                        # set_compound_page_dtor(HUGETLB_PAGE_DTOR)
+        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR)
+
+
+def _find(m: Machine, folio: HugetlbFolio) -> HugetlbFolio:
+    st = _state(m)
+    if folio.dissolved or all(f is not folio for f in st.folios):
+        raise KernelError("EINVAL", "dissolve_free_huge_page",
+                          f"pfn {folio.head_pfn:#x} is not a HugeTLB page any more (already "
+                          f"dissolved)")
+    return folio
+
+
+# -- optimize ----------------------------------------------------------------------------------
+def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
+    reserve = m.kernel.hvo_reserve_pages
+    if reserve <= 0:
+        raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
+                          f"kernel {m.kernel.name} has no HugeTLB vmemmap optimization")
+    a = m.arch
+    if a.struct_page_size & (a.struct_page_size - 1):
+        raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_init",
+                          "cannot optimize vmemmap pages because struct page crosses page "
+                          "boundaries")
+    s, e = _vmemmap_span(m, folio)
+    if e - s <= reserve:
+        raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
+                          f"{e - s} vmemmap page(s): nothing beyond the {reserve} kept")
+    return reserve
+
+
+def vmemmap_split_pmd(m: Machine, k: int) -> int:
+    """``vmemmap_split_pmd(pmd, head, start, walk)`` (mm/hugetlb_vmemmap.c 6.x): a new PTE table
+    whose 512 PTEs map the PMD block's pages, ``split_page`` on the block; returns the table."""
+    return m.pgtables.split_pmd_leaf(k)
+
+
+def vmemmap_remap_free(m: Machine, reuse_vpn: int, end_vpn: int, head_copy: bool) -> tuple[int, int]:
+    """``vmemmap_remap_free(start, end, reuse)``: split PMD leaves over ``[reuse, end)``
+    (``vmemmap_remap_range`` -> ``vmemmap_pmd_entry`` -> :func:`vmemmap_split_pmd`); 6.2+
+    ``head_copy``: copy the reuse page into a new page and map the reuse PTE to it RW; then
+    ``vmemmap_remap_pte`` for every later page: ``PAGE_KERNEL_RO`` onto the reuse page, the old
+    page freed (``free_vmemmap_page``; memmap counters adjusted, 6.11+).  Returns (reuse frame,
+    data pages freed net of the copy)."""
+    pt, f = m.pgtables, m.frames
+    st = struct_pages(m)
+    st.locate(np.array([reuse_vpn * st.per_page]))  # the reuse page's contents, to be shared
+    for k in range(reuse_vpn >> pt.pte_bits, ((end_vpn - 1) >> pt.pte_bits) + 1):
+        if k in pt.pmd_leaf:
+            vmemmap_split_pmd(m, k)
+    freed: list[int] = []
+    frame, _ = pt.resolve(np.array([reuse_vpn]))
+    reuse = int(frame[0])
+    if head_copy:
+        new = int(f.alloc_ram(1, 0, VMEMMAP, function="vmemmap_remap_free")[0])
+        st.copy_page((int(f.home[new]), int(f.pfn[new])), (int(f.home[reuse]), int(f.pfn[reuse])))
+        freed.append(pt.remap_pte(reuse_vpn, new, ro=False))
+        f.put(np.array([new]))  # alloc's reference: the PTE holds one now
+        reuse = new
+    for vpn in range(reuse_vpn + 1, end_vpn):                             # vmemmap_remap_pte
+        freed.append(pt.remap_pte(vpn, reuse, ro=True))
+    freed_arr = np.array(freed, np.int64)
+    boot = f.boot[freed_arr].copy()
+    for fid in freed_arr.tolist():
+        st.drop((int(f.home[fid]), int(f.pfn[fid])))
+    dead = f.put(freed_arr)                                                # free_vmemmap_page
+    if dead.size != freed_arr.size:
+        raise AssertionError("a freed vmemmap page is still referenced")
+    if m.kernel.memmap_counter:
+        m.vmstat["nr_memmap_boot_pages"] -= int(boot.sum())
+        m.vmstat["nr_memmap_pages"] -= int((~boot).sum()) - (1 if head_copy else 0)
+    return reuse, len(freed) - (1 if head_copy else 0)
+
+
+def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
+                             head_copy: bool | None = None) -> HvoReport:
+    """``hugetlb_vmemmap_optimize_folio`` -> ``vmemmap_remap_free(start, end, reuse)``.
+
+    Splits PMD leaves over ``[reuse, end)`` (``vmemmap_split_pmd``), optionally copies the head
+    vmemmap page (6.2+, ``head_copy``; default: on for ``folio``-layout kernels with one kept
+    page), remaps every vmemmap page past the kept ones read-only onto the reuse page and frees
+    the pages they mapped.  Refuses (changing nothing) if the page is already optimized (the
+    kernel returns silently there), dissolved, or RAM for the PTE tables / head copy is short.
+    """
+    from .page import VmemmapFault
+
+    folio = _find(m, folio)
+    if folio.optimized:
+        raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
+                          f"HugeTLB page at pfn {folio.head_pfn:#x} is already optimized "
+                          "(HPageVmemmapOptimized); the kernel returns without doing anything")
+    reserve = _check_optimizable(m, folio)
+    if head_copy is None:
+        head_copy = reserve == 1 and m.kernel.layout == "folio"
+    if head_copy and reserve != 1:
+        raise ParameterError("head_copy", head_copy, "False: the 6.2 head copy needs 5.18+ HVO "
+                             "(one kept vmemmap page)")
+    pt = m.pgtables
+    s, e = _vmemmap_span(m, folio)
+    reuse_vpn = s + reserve - 1
+    leaves = [k for k in range(reuse_vpn >> pt.pte_bits, ((e - 1) >> pt.pte_bits) + 1)
+              if k in pt.pmd_leaf]
+    need = len(leaves) + (1 if head_copy else 0)
+    if m.ram.free is not None and m.ram.free < need:
+        raise KernelError("ENOMEM", "vmemmap_remap_free",
+                          f"needs {need} page(s) (PTE tables for the PMD split"
+                          f"{' + the head copy' if head_copy else ''}), {m.ram.free} free")
+    frame, _ = pt.resolve(np.arange(s, e, dtype=np.int64))
+    if (frame < 0).any():
+        raise VmemmapFault(f"vmemmap of HugeTLB page {folio.head_pfn:#x} is not mapped")
+    reuse, data_freed = vmemmap_remap_free(m, reuse_vpn, e, head_copy)
+    folio.optimized, folio.reuse_frame, folio.reserve = True, reuse, reserve
+    if reserve == 1:
+        _state(m).fake_head_key += 1
+    return HvoReport(folio.order, e - s, reserve, reserve - 1, data_freed, len(leaves),
+                     head_copy, data_freed - len(leaves))
+
+
+def vmemmap_remap_alloc(m: Machine, reuse_vpn: int, end_vpn: int, reuse: int,
+                        reserve: int) -> None:
+    """``vmemmap_remap_alloc(start, end, reuse, gfp)``: allocate ``end - start`` pages, then
+    ``vmemmap_restore_pte`` for each: ``copy_page`` of the reuse page, 5.18+
+    ``reset_struct_pages`` (the first ``NR_RESET_STRUCT_PAGE`` struct pages take the contents
+    of the next ones: 3 in 5.18-6.1, 4 in 6.x; none in 5.14-5.17, whose reuse page holds only
+    tails), and the PTE back to ``PAGE_KERNEL``; the reuse page loses one reference per PTE."""
+    pt, f = m.pgtables, m.frames
+    st = struct_pages(m)
+    key_reuse = (int(f.home[reuse]), int(f.pfn[reuse]))
+    st.locate(np.array([reuse_vpn * st.per_page]))
+    nr = end_vpn - reuse_vpn - 1
+    new = f.alloc_ram(nr, 0, VMEMMAP, function="vmemmap_remap_alloc")
+    n_reset = 0 if reserve == 2 else (4 if m.kernel.layout == "folio" else 3)
+    olds = []
+    for vpn, fid in zip(range(reuse_vpn + 1, end_vpn), new.tolist()):     # vmemmap_restore_pte
+        key = (int(f.home[fid]), int(f.pfn[fid]))
+        st.copy_page(key, key_reuse)                                      # copy_page
+        if n_reset:                                                       # reset_struct_pages
+            raw = st._raw[st.slot[key]]  # the copy's 8-word struct pages
+            raw[: 8 * n_reset] = raw[8 * n_reset: 16 * n_reset].copy()
+        olds.append(pt.remap_pte(vpn, fid, ro=False))
+    f.put(new)  # alloc's reference: the PTE holds one now
+    f.put(np.array(olds, np.int64))
+    if m.kernel.memmap_counter:
+        m.vmstat["nr_memmap_pages"] += nr
+
+
+def hugetlb_vmemmap_restore(m: Machine, folio: HugetlbFolio) -> HvoReport:
+    """``hugetlb_vmemmap_restore_folio`` -> ``vmemmap_remap_alloc(start, end, reuse)``: allocate
+    the freed vmemmap pages again, copy the reuse page into each (5.18+:
+    ``reset_struct_pages``), remap them RW.  The PTE tables of the split stay.  Refuses,
+    changing nothing, if the page is not optimized (the kernel returns 0 there) or RAM is short
+    (-ENOMEM, the page stays optimized)."""
+    folio = _find(m, folio)
+    if not folio.optimized:
+        raise KernelError("EINVAL", "hugetlb_vmemmap_restore_folio",
+                          f"HugeTLB page at pfn {folio.head_pfn:#x} is not optimized "
+                          "(HPageVmemmapOptimized clear); the kernel returns 0 doing nothing")
+    s, e = _vmemmap_span(m, folio)
+    reserve = folio.reserve
+    reuse_vpn = s + reserve - 1
+    nr = e - reuse_vpn - 1
+    if m.ram.free is not None and m.ram.free < nr:
+        raise KernelError("ENOMEM", "vmemmap_remap_alloc",
+                          f"needs {nr} page(s) to restore the vmemmap, {m.ram.free} free")
+    vmemmap_remap_alloc(m, reuse_vpn, e, folio.reuse_frame, reserve)
+    folio.optimized, folio.reuse_frame = False, -1
+    if reserve == 1:
+        _state(m).fake_head_key -= 1
+    return HvoReport(folio.order, e - s, reserve, reserve - 1, -nr, 0, False, -nr)
+
+
+def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
+    """``dissolve_free_huge_page()``: restore the vmemmap if optimized (-ENOMEM leaves the page
+    a HugeTLB page), then give the pages back to the buddy allocator (``destroy_compound``:
+    PG_head, tails' ``compound_head`` and ``mapping`` cleared; page[1] metadata zeroed).
+    Dissolving twice is -EINVAL."""
+    folio = _find(m, folio)
+    if folio.optimized:
+        hugetlb_vmemmap_restore(m, folio)
+    head, nr = folio.head_pfn, folio.nr_pages
+    tails = head + np.arange(1, nr, dtype=np.int64)
+    flags = int(read_field(m, head, "flags")[0])
+    write_field(m, head, "flags", flags & ~(1 << PG(m, "PG_head")))
+    write_field(m, head, "_refcount", 0)
+    write_field(m, tails, "compound_head", 0)
+    write_field(m, tails, "mapping", 0)
+    p1 = read_field(m, head + 1, "flags")
+    write_field(m, np.array([head + 1, head + 2]), "words", np.zeros((2, 8), np.uint64))
+    write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF | (1 << PG(m, "PG_active"))))
+    va = head_va(m, np.array([head + 1, head + 2]))
+    write_field(m, np.array([head + 1, head + 2]), "lru_next", va + np.uint64(8))
+    write_field(m, np.array([head + 1, head + 2]), "lru_prev", va + np.uint64(8))
+    write_field(m, np.array([head + 1, head + 2]), "_mapcount", -1)
+    folio.dissolved = True
+    _state(m).folios.remove(folio)
+
+
+# -- reports -----------------------------------------------------------------------------------
+def hvo_savings(kernel: str = "6.6", size: str = "2M", head_copy: bool | None = None,
+                arch: str = "x86_64") -> dict[str, int]:
+    """Run HVO on one HugeTLB page in a fresh machine and read the savings off the model:
+    data pages freed, PTE tables added by the split, and net; plus the same for a second page
+    in the same PMD (no new split: the table is shared)."""
+    from .machine import Machine
+    from .units import parse_size
+
+    nbytes = parse_size(size, "size")
+    m = Machine(arch, kernel, ram=max(2 * nbytes, 1 << 28))
+    before = m.ram.used
+    f1 = alloc_hugetlb_folio(m, size)
+    r1 = hugetlb_vmemmap_optimize(m, f1, head_copy)
+    out = {"vmemmap_pages": r1.vmemmap_pages, "kept": r1.reserve,
+           "data_pages_freed": r1.data_pages_freed, "split_pte_tables": r1.split_pte_tables,
+           "net_pages_saved": r1.net_pages_saved, "ram_pages_delta": before - m.ram.used}
+    try:
+        f2 = alloc_hugetlb_folio(m, size)
+    except KernelError:
+        return out
+    r2 = hugetlb_vmemmap_optimize(m, f2, head_copy)
+    out["second_page_split_pte_tables"] = r2.split_pte_tables
+    out["second_page_net_pages_saved"] = r2.net_pages_saved
+    return out
+
+
+def contrast_with_device_dax(order: int = 9, kernel: str = "6.6") -> dict[str, dict[str, int]]:
+    """Device-dax vs HVO for one compound page of ``order``, both read off the model: vmemmap
+    pages, unique data pages kept, which vmemmap page the others map (0 = head page, 1 = first
+    tail page), and pages saved.  Device-dax populates its memmap deduplicated and reuses the
+    TAIL page; HVO remaps a populated memmap and reuses the HEAD page (5.18+)."""
+    from .machine import Machine
+    from .memremap import DevPagemap, memremap_pages
+
+    m = Machine("x86_64", kernel)
+    a = m.arch
+    start = 64 << 30
+    size = max(1 << (order + a.page_shift), a.PAGES_PER_SECTION << a.page_shift)
+    pg = DevPagemap(ranges=[(start, start + size)], vmemmap_shift=order)
+    memremap_pages(m, pg)
+    s = start >> a.page_shift
+    vs = s * SIZEOF_STRUCT_PAGE >> a.page_shift
+    nv = (1 << order) * SIZEOF_STRUCT_PAGE >> a.page_shift
+    fr, _ = m.pgtables.resolve(np.arange(vs, vs + nv, dtype=np.int64))
+    dax = {"vmemmap_pages": nv, "kept": len(set(fr.tolist())),
+           "reused_vmemmap_page": int(np.flatnonzero(fr == fr[-1])[0]),
+           "saved": nv - len(set(fr.tolist()))}
+    m2 = Machine("x86_64", kernel, ram=max(2 << (order + a.page_shift), 1 << 28))
+    folio = alloc_hugetlb_folio(m2, 1 << (order + a.page_shift))
+    r = hugetlb_vmemmap_optimize(m2, folio)
+    vs2 = folio.head_pfn * SIZEOF_STRUCT_PAGE >> a.page_shift
+    fr2, _ = m2.pgtables.resolve(np.arange(vs2, vs2 + nv, dtype=np.int64))
+    hvo = {"vmemmap_pages": nv, "kept": len(set(fr2.tolist())),
+           "reused_vmemmap_page": int(np.flatnonzero(fr2 == fr2[-1])[0]),
+           "saved": r.data_pages_freed}
+    return {"device_dax": dax, "hvo": hvo}
