@@ -1,0 +1,1126 @@
+"""mm/gup.c: GUP-fast over a device-dax mapping, what it does to struct pages, and what it costs.
+
+Three variants, chosen by ``m.kernel.gup`` (kernel-facts.md §9):
+
+``"base"``  (kernel ``"5.16"``, :data:`vmemlab.kernels.PRE_COMPOUND`; the cover letter's
+    "before"): device pages are order-0.  ``__gup_device_huge`` loops one page at a time:
+    ``SetPageReferenced(page)``, ``try_grab_page(page, flags)`` -- one reference on each page's
+    own struct page.
+``"per-subpage-head"`` (mainline 5.17 to ~6.14: ``__gup_device_huge``, renamed
+    ``gup_fast_devmap_leaf`` in 6.x): the same loop over compound devmap pages; every grab
+    (``try_grab_page`` / ``try_grab_folio(page, 1, flags)``) and every ``SetPageReferenced`` /
+    ``folio_set_referenced`` lands on the head, so a 2M PMD costs 512 grabs on one head.
+``"head-once"`` (v3 patch 13 "mm/gup: grab head page refcount once for group of subpages", never
+    merged; later mainline reached the same shape through ``gup_fast_pmd_leaf``):
+    ``head = compound_head(page)``; ``next = PageCompound(head) ? end : addr + PAGE_SIZE``;
+    ``refs = record_subpages(page, addr, next, pages + *nr)``; ``SetPageReferenced(head)``; one
+    ``try_grab_compound_head(head, refs, flags)``.
+
+Grab semantics (``try_grab_page`` 5.x-6.9, ``try_grab_compound_head`` 5.x, ``try_grab_folio`` 6.x;
+kernel-facts.md §9, gup.c read through the search index):
+
+* ``FOLL_GET``: ``refcount += refs``.
+* ``FOLL_PIN`` on a page with a pin count (5.7-5.17: compound order > 1, ``page[2]``
+  ``hpage_pinned_refcount``; 5.18+: any head, ``page[1]`` ``compound_pincount``; 6.x folios:
+  ``_pincount``, also in ``page[1]`` on 64-bit): ``refcount += refs`` and ``pincount += refs``.
+* ``FOLL_PIN`` otherwise: ``refcount += refs * GUP_PIN_COUNTING_BIAS`` (1024).
+* A grab is refused (``WARN_ON_ONCE`` + failure) when the head's signed 32-bit refcount is already
+  ``<= 0`` (``try_grab_page``: ``folio_ref_count(folio) <= 0``; ``try_get_folio``:
+  ``< 0`` plus ``folio_ref_try_add`` failing on 0).  The add itself wraps like ``atomic_t``: the
+  grab that crosses ``INT_MAX`` succeeds and leaves the count negative; the next one is refused.
+  ``overflow="strict"`` refuses the crossing grab itself instead (a model option, not kernel).
+
+Refused calls: the kernel's ``undo_dev_pagemap`` / ``gup_fast_undo_dev_pagemap`` drops what the
+current leaf took and GUP-fast returns the pages of earlier leaves (the caller then falls back to
+the slow path).  The model is stricter, as the project asks: a refused call raises
+:class:`~vmemlab.errors.KernelError` and leaves *nothing* taken (every grab is decided before any
+is applied, which ends in the same state as taking them and undoing).
+
+Counters (:class:`GupCounters`) are exact and vectorised: struct pages touched (read or written),
+distinct struct-page cache lines (64 B) by virtual address and by physical line (vmemmap
+deduplication makes tail struct pages alias the same physical lines), each split RAM / device
+(``--map=dev`` altmap), atomic read-modify-writes and where they land, ``pages[]`` entries written,
+user page-table entries read, ``get_dev_pagemap`` slow lookups.
+
+Cost model: :class:`CostParams`, :func:`predict_ns`, :func:`fit_params` (non-negative least
+squares, written in numpy) and :data:`COVER_LETTER_ROWS`, the gup_test table of the v3 cover
+letter; :func:`cover_letter_table` fits on one size and predicts the other;
+:func:`predict_variants` extends the prediction to mainline's per-subpage-head kernels.
+
+Verified (mm/gup.c of 6.x read through the search index; v3/v4 patch 13 mail text):
+``try_grab_folio``/``try_grab_folio_fast``/``try_get_folio``/``gup_put_folio``/
+``unpin_user_pages``/``gup_fast_devmap_leaf``/``gup_fast_undo_dev_pagemap``/
+``gup_fast_pmd_leaf``/``record_subpages`` bodies; patch 13's loop (``next = PageCompound(head) ?
+end : addr + PAGE_SIZE``, ``SetPageReferenced(head)``, one ``try_grab_compound_head``).
+
+UNVERIFIED (from kernel-facts.md or memory, not re-read here):
+
+* 5.16/5.17 ``try_grab_page`` and next-20210714 ``try_grab_compound_head`` bodies (the atomic
+  counts per grab assume the same shape as 6.x ``try_grab_folio``: get 1 add, pin 1 add of the
+  bias or 1 add + 1 pin-count add); whether the v3 base added the pin count before or after the
+  refcount (the model applies both or neither).
+* 6.11+ ``try_grab_folio_fast`` pins an order-0 folio with two atomics (``try_get_folio`` then
+  ``folio_ref_add(refs * (BIAS - 1))``); the model counts one, as ``try_grab_page`` (<= 6.9).
+* ``FOLL_*`` numeric values (5.x numbering); the year unpin became batched (5.12?).
+* The cost model's miss/near split is a modelling choice (prefetchers follow a stream within a
+  4 KiB page, not a 32 KiB stride), not something the cover letter measured; per-call overhead
+  of gup_test's batches (``-n``) and cross-CPU effects are not modelled.
+* The PG_referenced bit is counted as an atomic (``set_bit``) but not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .dax_device import DaxVma
+from .errors import KernelError, ParameterError
+from .frames import DEVICE, RAM
+from .mm_init import CACHE_LINE
+from .sparse_vmemmap import compound_nr_pages
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .memremap import DevPagemap
+
+# -- constants ------------------------------------------------------------------------------
+#: include/linux/mm.h (5.x numbering; 6.x renumbered them -- the model only uses them as bits)
+FOLL_WRITE = 0x01
+FOLL_GET = 0x04
+FOLL_LONGTERM = 0x10000
+FOLL_PIN = 0x40000
+#: include/linux/mm.h: ``#define GUP_PIN_COUNTING_BIAS (1U << 10)``
+GUP_PIN_COUNTING_BIAS = 1 << 10
+INT_MAX = (1 << 31) - 1
+VARIANTS = ("base", "per-subpage-head", "head-once")
+
+
+def wrap32(x: np.ndarray | int) -> np.ndarray | int:
+    """The value an ``atomic_t`` holds after an add: two's-complement 32-bit wrap."""
+    return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31) \
+        if isinstance(x, np.ndarray) else ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
+
+
+# -- struct page reference fields ---------------------------------------------------------------
+class _SparseStore:
+    """Fallback holder of ``_refcount`` / pin-count values per pfn (sorted numpy arrays).
+
+    Used while :mod:`vmemlab.page` is absent; it keeps *absolute* values only for pfns GUP has
+    touched, and computes untouched values from ``memmap_init_zone_device``: 1 on a head or an
+    order-0 page, 0 on a tail, pin count 0.  It does not model vmemmap aliasing, which is safe
+    here because GUP writes only heads and ``page[1]``/``page[2]``, which are never aliased
+    (kernel-facts.md §7: head and tails 1-63 are private)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, np.ndarray] = {}
+        self.vals: dict[str, np.ndarray] = {}
+
+    def read(self, pfns: np.ndarray, name: str, default: np.ndarray) -> np.ndarray:
+        keys = self.keys.get(name)
+        out = np.array(default, np.int64, copy=True)
+        if keys is None or keys.size == 0 or pfns.size == 0:
+            return out
+        idx = np.searchsorted(keys, pfns)
+        idx_c = np.minimum(idx, keys.size - 1)
+        hit = keys[idx_c] == pfns
+        out[hit] = self.vals[name][idx_c[hit]]
+        return out
+
+    def write(self, pfns: np.ndarray, name: str, values: np.ndarray) -> None:
+        """Set absolute values (``pfns`` distinct)."""
+        keys = self.keys.get(name, np.empty(0, np.int64))
+        vals = self.vals.get(name, np.empty(0, np.int64))
+        if keys.size:
+            idx = np.minimum(np.searchsorted(keys, pfns), keys.size - 1)
+            hit = keys[idx] == pfns
+            vals[idx[hit]] = values[hit]
+            new = ~hit
+        else:
+            new = np.ones(pfns.size, np.bool_)
+        if new.any():
+            keys = np.concatenate((keys, pfns[new]))
+            vals = np.concatenate((vals, values[new]))
+            order = np.argsort(keys, kind="stable")
+            keys, vals = keys[order], vals[order]
+        self.keys[name], self.vals[name] = keys, vals
+
+    def snapshot(self) -> dict[str, dict[int, int]]:
+        return {n: dict(zip(self.keys[n].tolist(), self.vals[n].tolist())) for n in self.keys}
+
+
+class StructPageRefs:
+    """Reads and writes ``_refcount`` and the pin count of device struct pages.
+
+    Adapter over :mod:`vmemlab.page` when it provides ``read_field`` / ``add_field`` (see
+    :func:`_page_module`), else over :class:`_SparseStore`.  Values are the signed 32-bit
+    ``atomic_t`` contents."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.page = _page_module(m)
+        if self.page is None:
+            store = getattr(m, "_gup_refs", None)
+            if store is None:
+                store = _SparseStore()
+                m._gup_refs = store  # type: ignore[attr-defined]
+            self.store = store
+
+    def _init_refcount(self, pfns: np.ndarray) -> np.ndarray:
+        out = np.zeros(pfns.size, np.int64)
+        for pgmap in self.m.pgmaps:
+            g = compound_geometry(self.m, pgmap)
+            sel = (pfns >= g.first_pfn) & (pfns < g.end_pfn)
+            out[sel] = ((pfns[sel] - g.first_pfn) % g.nr == 0).astype(np.int64)
+        return out
+
+    def read(self, pfns: np.ndarray, name: str) -> np.ndarray:
+        pfns = np.asarray(pfns, np.int64)
+        if self.page is not None:
+            return np.asarray(self.page.read_field(self.m, pfns, self._field(name)), np.int64)
+        default = self._init_refcount(pfns) if name == "refcount" else np.zeros(pfns.size, np.int64)
+        return self.store.read(pfns, name, default)
+
+    def add(self, pfns: np.ndarray, name: str, deltas: np.ndarray) -> None:
+        """``atomic_add`` of ``deltas`` (pfns distinct), wrapping at 32 bits."""
+        pfns = np.asarray(pfns, np.int64)
+        if pfns.size == 0:
+            return
+        old = self.read(pfns, name)
+        new = wrap32(old + np.asarray(deltas, np.int64))
+        if self.page is not None:
+            self.page.add_field(self.m, pfns, self._field(name), new - old)
+        else:
+            self.store.write(pfns, name, new)
+
+
+    def _field(self, name: str) -> str:
+        """The :mod:`vmemlab.page` field: ``_refcount``, or the layout's pin count
+        (``hpage_pinned_refcount`` / ``compound_pincount`` / ``_pincount``)."""
+        if name == "refcount":
+            return "_refcount"
+        return self.page.pincount_location(self.m)[1]
+
+
+def _page_module(m: Machine) -> Any:
+    """:mod:`vmemlab.page` when it can hold GUP's references for ``m``: it has the vectorised
+    accessors and ``memmap_init_zone_device`` has recorded the contents of every device memmap
+    (otherwise heads would read as zeros).  Decided once per machine, so a machine never mixes
+    the two holders.  Adapter note: gup.py only uses ``read_field``, ``add_field``,
+    ``struct_pages(m).records`` and ``pincount_location``."""
+    cached = getattr(m, "_gup_page_backend", None)
+    if cached is not None:
+        return cached or None
+    try:
+        from . import page  # type: ignore[attr-defined]
+    except ImportError:
+        page = None
+    ok = page is not None and all(hasattr(page, n) for n in (
+        "read_field", "add_field", "struct_pages", "pincount_location"))
+    if ok and m.pgmaps:
+        try:
+            recs = page.struct_pages(m).records
+        except Exception:  # noqa: BLE001 - e.g. a struct page size page.py does not model
+            recs = []
+        for pgmap in m.pgmaps:
+            g = compound_geometry(m, pgmap)
+            if not any(r.lo <= g.first_pfn < r.hi for r in recs):
+                ok = False
+    elif ok:
+        return page  # nothing mapped yet: do not cache the decision
+    m._gup_page_backend = page if ok else False  # type: ignore[attr-defined]
+    return page if ok else None
+
+
+# -- compound geometry ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompoundGeometry:
+    """Where the compound pages of a pgmap start and how big they are.
+
+    ``memmap_init_zone_device`` starts at the range start, or with an altmap at
+    ``base_pfn + vmem_altmap_offset`` (kernel-facts.md §7), and steps by ``pgmap_vmemmap_nr``."""
+
+    first_pfn: int
+    end_pfn: int
+    nr: int
+    order: int
+
+    def head(self, pfns: np.ndarray) -> np.ndarray:
+        return self.first_pfn + ((pfns - self.first_pfn) // self.nr) * self.nr
+
+
+def compound_geometry(m: Machine, pgmap: DevPagemap) -> CompoundGeometry:
+    from .memremap import pgmap_altmap, pgmap_vmemmap_nr
+
+    ps = m.arch.page_shift
+    start, end = pgmap.ranges[0][0] >> ps, pgmap.ranges[-1][1] >> ps
+    altmap = pgmap_altmap(pgmap)
+    if altmap is not None:
+        start = altmap.base_pfn + altmap.vmem_altmap_offset()
+    nr = pgmap_vmemmap_nr(pgmap) if m.kernel.compound_devmap else 1
+    return CompoundGeometry(start, end, nr, nr.bit_length() - 1)
+
+
+def pincount_offset(m: Machine, order: int) -> int | None:
+    """Index of the struct page holding the pin count of a compound page of ``order``, or
+    ``None`` when pins use ``GUP_PIN_COUNTING_BIAS`` (kernel-facts.md §6, §9):
+    5.7-5.17 ``page[2].hpage_pinned_refcount`` when order > 1 (``hpage_pincount_available``);
+    5.18+ ``page[1].compound_pincount`` for any head; 6.x folio ``_pincount`` (``page[1]``)."""
+    if order == 0:
+        return None
+    if m.kernel.pincount == "page2":
+        return 2 if order > 1 else None
+    return 1
+
+
+# -- counters ---------------------------------------------------------------------------------
+@dataclass
+class GupCounters:
+    """What one GUP (or unpin/put) call did to memory; every count is exact for that call."""
+
+    op: str
+    variant: str
+    nr_pages: int = 0
+    pages_entries: int = 0
+    grabs: int = 0
+    compound_groups: int = 0
+    struct_pages_touched: int = 0
+    struct_pages_ram: int = 0
+    struct_pages_device: int = 0
+    cache_lines_virtual: int = 0
+    cache_lines: int = 0
+    cache_lines_ram: int = 0
+    cache_lines_device: int = 0
+    #: distinct physical vmemmap pages touched (first line of each is an isolated miss)
+    vmemmap_pages_ram: int = 0
+    vmemmap_pages_device: int = 0
+    atomics: int = 0
+    atomics_ram: int = 0
+    atomics_device: int = 0
+    #: the refcount / pin-count adds among ``atomics`` (the rest are PG_referenced set_bits)
+    ref_atomics: int = 0
+    pgtable_entries: dict[str, int] = field(default_factory=dict)
+    pgmap_lookups: int = 0
+
+    @property
+    def pgtable_entries_total(self) -> int:
+        return sum(self.pgtable_entries.values())
+
+    @property
+    def lines_near_ram(self) -> int:
+        """Physical RAM lines touched after the first one in the same vmemmap page."""
+        return self.cache_lines_ram - self.vmemmap_pages_ram
+
+    @property
+    def lines_near_device(self) -> int:
+        return self.cache_lines_device - self.vmemmap_pages_device
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pgtable_entries_total"] = self.pgtable_entries_total
+        return d
+
+
+@dataclass
+class GupResult:
+    """``pages[]`` of a successful GUP-fast call as runs of consecutive pfns, plus counters."""
+
+    m: Machine
+    flags: int
+    variant: str
+    run_pfn: np.ndarray
+    run_len: np.ndarray
+    counters: GupCounters
+    #: struct pages the call read or wrote, as half-open pfn intervals (may overlap)
+    touched: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.empty(0, np.int64), np.empty(0, np.int64)), repr=False)
+
+    def touched_struct_pages(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every struct page the call touched (sorted pfns) and where it lives: ``RAM`` (0) or
+        ``DEVICE`` (1), the home of the vmemmap page holding it.  Materialised: small calls."""
+        s, e = _merge_intervals(*self.touched)
+        pfns = _expand_runs(s, e - s)
+        return pfns, _homes_of_pfns(self.m, pfns)
+
+    @property
+    def nr(self) -> int:
+        return int(self.run_len.sum())
+
+    @property
+    def pages(self) -> np.ndarray:
+        """The ``pages[]`` array (as pfns), materialised on demand."""
+        return _expand_runs(self.run_pfn, self.run_len)
+
+
+def _expand_runs(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    lens = np.asarray(lens, np.int64)
+    total = int(lens.sum())
+    if total == 0:
+        return np.empty(0, np.int64)
+    offs = np.cumsum(lens) - lens
+    return np.repeat(np.asarray(starts, np.int64) - offs, lens) + np.arange(total, dtype=np.int64)
+
+
+def _merge_intervals(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of half-open intervals ``[a, b)`` as sorted disjoint intervals."""
+    keep = b > a
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        return a, b
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    run_max = np.maximum.accumulate(b)
+    new = np.ones(a.size, np.bool_)
+    new[1:] = a[1:] > run_max[:-1]
+    starts = a[new]
+    grp = np.cumsum(new) - 1
+    ends = np.zeros(starts.size, np.int64)
+    np.maximum.at(ends, grp, b)
+    return starts, ends
+
+
+def _resolve_vpns(m: Machine, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(home, phys pfn)`` of vmemmap pages ``vpns`` (sorted): the init_mm walk, one PMD entry
+    at a time (slices rather than masks, so 512K vpns cost ~1000 slice operations)."""
+    pt = m.pgtables
+    frame = np.full(vpns.size, -1, np.int64)
+    sub = vpns & pt.pte_mask
+    ks = vpns >> pt.pte_bits
+    if vpns.size:
+        bounds = np.flatnonzero(np.diff(ks)) + 1
+        starts = np.concatenate(([0], bounds)).tolist()
+        ends = np.concatenate((bounds, [vpns.size])).tolist()
+        for s, e in zip(starts, ends):
+            k = int(ks[s])
+            blk = pt.pmd_leaf.get(k)
+            if blk is not None:
+                frame[s:e] = blk
+                continue
+            t = pt.entries[1].get(k)
+            if t is not None:
+                frame[s:e] = pt.pte[t][sub[s:e]]
+    if (frame < 0).any():
+        bad = int(vpns[np.flatnonzero(frame < 0)[0]])
+        raise AssertionError(f"struct page in unmapped vmemmap page {bad}: the model lost a page")
+    f = m.frames
+    sub_in = np.where(f.order[frame] > 0, sub, 0)
+    return f.home[frame].astype(np.int64), f.pfn[frame] + sub_in
+
+
+def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
+    """Count what touching struct pages of pfns ``[starts, ends)`` (any overlap) reads.
+
+    Returns distinct struct pages (by home of the vmemmap page holding each struct page's first
+    byte), distinct virtual 64-byte lines, distinct *physical* lines (aliases through deduplicated
+    vmemmap pages count once) and distinct physical vmemmap pages, split RAM/device.  Exact when
+    ``sizeof(struct page)`` divides ``PAGE_SIZE`` (the 64-byte default); for other sizes a struct
+    page straddling two vmemmap pages is attributed to the page of its first byte."""
+    a = m.arch
+    sps, P, L = a.struct_page_size, a.PAGE_SIZE, CACHE_LINE
+    ps = a.page_shift
+    s, e = _merge_intervals(np.asarray(starts, np.int64), np.asarray(ends, np.int64))
+    out = dict(struct_pages=0, struct_pages_ram=0, struct_pages_device=0, lines_virtual=0,
+               lines=0, lines_ram=0, lines_device=0, pages_ram=0, pages_device=0)
+    if s.size == 0:
+        return out
+    out["struct_pages"] = int((e - s).sum())
+    bs, be = s * sps, e * sps  # byte intervals
+    ls, le = bs // L, -(-be // L)
+    vs, ve = _merge_intervals(ls, le)
+    out["lines_virtual"] = int((ve - vs).sum())
+    # pieces: one per (interval, vmemmap page)
+    v0, v1 = bs >> ps, (be - 1) >> ps
+    n = v1 - v0 + 1
+    idx = np.repeat(np.arange(s.size), n)
+    vpn = _expand_runs(v0, n)
+    page_b0 = vpn * P
+    pb0 = np.maximum(bs[idx], page_b0)
+    pb1 = np.minimum(be[idx], page_b0 + P)
+    # struct pages whose first byte lies in this vmemmap page
+    first_pfn = np.maximum(s[idx], -(-page_b0 // sps))
+    end_pfn = np.minimum(e[idx], -(-(page_b0 + P) // sps))
+    nsp = np.maximum(end_pfn - first_pfn, 0)
+    lo = (pb0 - page_b0) // L
+    hi = -(-(pb1 - page_b0) // L)
+    home, ppfn = _resolve_vpns(m, vpn)
+    key = (home << 56) | ppfn
+    out["struct_pages_ram"] = int(nsp[home == RAM].sum())
+    out["struct_pages_device"] = int(nsp[home == DEVICE].sum())
+    ukeys, inv = np.unique(key, return_inverse=True)
+    per_page = P // L + 1
+    c_lo = inv * per_page + lo
+    c_hi = inv * per_page + hi
+    order = np.argsort(c_lo, kind="stable")
+    c_lo, c_hi, h = c_lo[order], c_hi[order], home[order]
+    prev = np.concatenate(([-1], np.maximum.accumulate(c_hi)[:-1]))
+    contrib = np.maximum(c_hi - np.maximum(c_lo, prev), 0)
+    out["lines_ram"] = int(contrib[h == RAM].sum())
+    out["lines_device"] = int(contrib[h == DEVICE].sum())
+    out["lines"] = out["lines_ram"] + out["lines_device"]
+    uhome = ukeys >> 56
+    out["pages_ram"] = int((uhome == RAM).sum())
+    out["pages_device"] = int((uhome == DEVICE).sum())
+    return out
+
+
+def _homes_of_pfns(m: Machine, pfns: np.ndarray) -> np.ndarray:
+    """Home (RAM/DEVICE) of the vmemmap page holding each struct page (any order of pfns)."""
+    a = m.arch
+    vpn = (pfns * a.struct_page_size) >> a.page_shift
+    order = np.argsort(vpn, kind="stable")
+    home = np.empty(pfns.size, np.int64)
+    home[order] = _resolve_vpns(m, vpn[order])[0]
+    return home
+
+
+# -- the user page-table walk ------------------------------------------------------------------------
+@dataclass
+class _Walk:
+    leaf_va: np.ndarray     # start address of each visited leaf chunk (clipped to the range)
+    leaf_pfn: np.ndarray    # pfn mapped at leaf_va
+    leaf_n: np.ndarray      # pages in the chunk
+    entries: dict[str, int]
+    pgmap_lookups: int
+
+
+def _walk(vma: DaxVma, start: int, end: int) -> _Walk:
+    """``gup_fast_pgd_range`` -> ``p4d`` -> ``pud`` -> ``pmd`` -> ``pte``: visit the leaves of
+    ``[start, end)`` in order, stopping at the first non-present one (GUP-fast returns what it
+    has; ``!pmd_present(pmd)`` / ``pte_none`` end the walk).  Entry counts are the entries read
+    at each level (the folded P4D is not counted)."""
+    a = vma.m.arch
+    ls = vma.leaf_shift
+    i0 = (start - vma.vm_start) >> ls
+    i1 = -(-(end - vma.vm_start) >> ls)
+    pres = vma.present[i0:i1]
+    missing = np.flatnonzero(~pres)
+    if missing.size:
+        i1 = i0 + int(missing[0])
+        end = max(start, vma.vm_start + (i1 << ls))
+    idx = np.arange(i0, i1, dtype=np.int64)
+    lva = vma.vm_start + (idx << ls)
+    cs = np.maximum(lva, start)
+    ce = np.minimum(lva + (1 << ls), end)
+    n = (ce - cs) >> a.page_shift
+    entries: dict[str, int] = {}
+    if end > start:
+        for lv in reversed(a.levels):
+            if lv.shift < ls:
+                entries[lv.name] = 0
+                continue
+            entries[lv.name] = int(((end - 1) >> lv.shift) - (start >> lv.shift) + 1)
+    else:
+        entries = {lv.name: 0 for lv in reversed(a.levels)}
+    # get_dev_pagemap slow lookups: cached per devmap leaf call (PMD/PUD) or per PTE table
+    if vma.leaf_level == "pte":
+        lookups = entries.get("pmd", 0) if end > start else 0
+    else:
+        lookups = int(idx.size)
+    return _Walk(cs, vma.va_to_pfn(cs), n, entries, lookups)
+
+
+# -- grabs ------------------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    heads: np.ndarray        # distinct heads grabbed
+    refs: np.ndarray         # references (subpages) per head
+    grabs: np.ndarray        # try_grab calls per head
+    p0: np.ndarray           # first subpage pfn of every group (head-once reads it)
+    pin_off: int | None      # pin-count struct page offset (None: bias)
+    order: int
+    runs: tuple[np.ndarray, np.ndarray] | None = None  # order-0: heads as (start, len) runs
+
+    def expand(self) -> _Plan:
+        """Per-head arrays for order-0 runs (only needed to apply the grabs)."""
+        if self.runs is None:
+            return self
+        pfns = _expand_runs(*self.runs)
+        one = np.ones(pfns.size, np.int64)
+        return _Plan(pfns, one, one, pfns, self.pin_off, 0)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.runs[1].sum()) if self.runs is not None else int(self.heads.size)
+
+
+def _group(vma: DaxVma, w: _Walk, variant: str) -> _Plan:
+    m = vma.m
+    g = compound_geometry(m, vma.pgmap)
+    if variant == "base" and g.nr != 1:
+        raise ParameterError("variant", variant,
+                             "'base' needs order-0 device pages (kernel 5.16, no vmemmap_shift)")
+    if g.nr == 1:  # order-0 pages: every page is its own head (kept as runs until applied)
+        return _Plan(None, None, None, w.leaf_pfn, pincount_offset(m, 0), 0,  # type: ignore[arg-type]
+                     runs=(w.leaf_pfn, w.leaf_n))
+    # a devmap leaf never spans two compound pages (leaf size == align == compound size)
+    heads = g.head(w.leaf_pfn)
+    last = g.head(w.leaf_pfn + w.leaf_n - 1)
+    if (heads != last).any():
+        raise AssertionError("a leaf spans two compound pages")
+    uh, inv = np.unique(heads, return_inverse=True)
+    refs = np.bincount(inv, weights=w.leaf_n, minlength=uh.size).astype(np.int64)
+    if variant == "head-once":
+        grabs = np.bincount(inv, minlength=uh.size).astype(np.int64)
+    else:
+        grabs = refs
+    return _Plan(uh, refs, grabs, w.leaf_pfn, pincount_offset(m, g.order), g.order)
+
+
+def _check_grabs(refs: StructPageRefs, p: _Plan, flags: int, variant: str,
+                 overflow: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decide every grab: returns the refcount and pincount delta per head, or raises like
+    ``try_grab_page`` / ``try_grab_compound_head`` / ``try_grab_folio`` (WARN + fail)."""
+    pin = bool(flags & FOLL_PIN)
+    per_ref = GUP_PIN_COUNTING_BIAS if (pin and p.pin_off is None) else 1
+    c = refs.read(p.heads, "refcount")
+    # each grab adds d = refs_in_grab * per_ref; per-subpage variants: refs_in_grab == 1
+    d = (p.refs // p.grabs) * per_ref
+    # grab j (0-based) sees c + j*d (wrapped); the kernel refuses when that is <= 0
+    if overflow == "kernel":
+        bad_now = c <= 0
+        # first j with c + j*d > INT_MAX (wrapped negative)
+        j_wrap = np.where(bad_now, 0, (INT_MAX - c) // np.maximum(d, 1) + 1)
+        fail = bad_now | (j_wrap < p.grabs)
+    elif overflow == "strict":
+        fail = (c <= 0) | (c + p.grabs * d > INT_MAX)
+    else:
+        raise ParameterError("overflow", overflow, "'kernel' or 'strict'")
+    if fail.any():
+        i = int(np.flatnonzero(fail)[0])
+        fn = {"base": "try_grab_page", "per-subpage-head": "try_grab_page",
+              "head-once": "try_grab_compound_head"}[variant]
+        raise KernelError(
+            "ENOMEM", fn,
+            f"WARN_ON_ONCE: refcount of head pfn {int(p.heads[i]):#x} is {int(c[i])}; "
+            f"{int(p.grabs[i])} grab(s) of {int(d[i])} would take it past INT_MAX "
+            f"({'refused once negative' if overflow == 'kernel' else 'strict mode'}); "
+            "nothing was taken (undo_dev_pagemap)")
+    dref = p.grabs * d
+    dpin = p.refs if (pin and p.pin_off is not None) else np.zeros(p.heads.size, np.int64)
+    return dref, dpin
+
+
+def _grab_counters(m: Machine, vma: DaxVma, w: _Walk, p: _Plan, flags: int, variant: str,
+                   op: str) -> tuple[GupCounters, tuple[np.ndarray, np.ndarray]]:
+    pin = bool(flags & FOLL_PIN)
+    n_pages = int(w.leaf_n.sum())
+    if p.runs is not None:
+        # order-0: the struct pages touched are exactly the heads grabbed, two atomics each
+        # (set_bit + refcount; pins use the bias, pincount_offset(m, 0) is None)
+        fp = struct_page_footprint(m, w.leaf_pfn, w.leaf_pfn + w.leaf_n)
+        at_ram, at_dev = 2 * fp["struct_pages_ram"], 2 * fp["struct_pages_device"]
+        return (_counters(op, variant, n_pages, n_pages, n_pages, fp, at_ram, at_dev, n_pages, w),
+                (w.leaf_pfn, w.leaf_pfn + w.leaf_n))
+    pin_pages = p.heads + p.pin_off if (pin and p.pin_off is not None) else np.empty(0, np.int64)
+    if variant == "head-once":
+        touch_s = np.concatenate((p.p0, p.heads, pin_pages))
+        touch_e = touch_s + 1
+    else:
+        touch_s = np.concatenate((w.leaf_pfn, p.heads, pin_pages))
+        touch_e = np.concatenate((w.leaf_pfn + w.leaf_n, p.heads + 1, pin_pages + 1))
+    fp = struct_page_footprint(m, touch_s, touch_e)
+    # atomics per grab: SetPageReferenced/folio_set_referenced (set_bit on the head's flags),
+    # the refcount add, and the pin-count add when pinning a page that has one
+    head_home = _homes_of_pfns(m, p.heads)
+    at_head = p.grabs * 2
+    at_ram = int(at_head[head_home == RAM].sum())
+    at_dev = int(at_head[head_home == DEVICE].sum())
+    if pin_pages.size:
+        pin_home = _homes_of_pfns(m, pin_pages)
+        at_ram += int(p.grabs[pin_home == RAM].sum())
+        at_dev += int(p.grabs[pin_home == DEVICE].sum())
+    ref_at = int(p.grabs.sum()) * (2 if pin_pages.size else 1)
+    return (_counters(op, variant, n_pages, int(p.grabs.sum()), int(p.heads.size), fp, at_ram,
+                      at_dev, ref_at, w), (touch_s, touch_e))
+
+
+def _counters(op: str, variant: str, n_pages: int, grabs: int, groups: int, fp: dict[str, int],
+              at_ram: int, at_dev: int, ref_at: int, w: _Walk) -> GupCounters:
+    return GupCounters(
+        op=op, variant=variant, nr_pages=n_pages, pages_entries=n_pages,
+        grabs=grabs, compound_groups=groups,
+        struct_pages_touched=fp["struct_pages"], struct_pages_ram=fp["struct_pages_ram"],
+        struct_pages_device=fp["struct_pages_device"], cache_lines_virtual=fp["lines_virtual"],
+        cache_lines=fp["lines"], cache_lines_ram=fp["lines_ram"],
+        cache_lines_device=fp["lines_device"], vmemmap_pages_ram=fp["pages_ram"],
+        vmemmap_pages_device=fp["pages_device"], atomics=at_ram + at_dev, atomics_ram=at_ram,
+        atomics_device=at_dev, ref_atomics=ref_at, pgtable_entries=dict(w.entries),
+        pgmap_lookups=w.pgmap_lookups)
+
+
+def gup_fast(vma: DaxVma, start: int, nr_pages: int, gup_flags: int, *,
+             variant: str | None = None, apply: bool = True,
+             overflow: str = "kernel") -> GupResult:
+    """``gup_fast(start, end, gup_flags, pages)`` (mm/gup.c) over a device-dax VMA.
+
+    Walks the user page tables (``gup_fast_pgd_range`` ... ``gup_fast_pmd_leaf`` ->
+    ``gup_fast_devmap_pmd_leaf`` -> ``gup_fast_devmap_leaf`` / ``__gup_device_huge``) and grabs
+    per ``variant`` (default ``vma.m.kernel.gup``).  Stops at the first non-present leaf like
+    GUP-fast (the result then has fewer pages).  ``apply=False`` computes the counters only.
+    Refuses ``FOLL_LONGTERM`` (GUP-fast never takes devmap pages long-term: 0 pages), both or
+    neither of ``FOLL_GET``/``FOLL_PIN`` (``WARN_ON_ONCE``), and overflowing grabs
+    (:class:`KernelError`, nothing taken)."""
+    m = vma.m
+    variant = m.kernel.gup if variant is None else variant
+    if variant not in VARIANTS:
+        raise ParameterError("variant", variant, "one of " + ", ".join(VARIANTS))
+    if bool(gup_flags & FOLL_GET) == bool(gup_flags & FOLL_PIN):
+        raise ParameterError("gup_flags", gup_flags, "exactly one of FOLL_GET and FOLL_PIN")
+    a = m.arch
+    if start % a.PAGE_SIZE or nr_pages < 0:
+        raise ParameterError("start", start, "page aligned, with nr_pages >= 0")
+    end = start + (nr_pages << a.page_shift)
+    op = "pin_user_pages_fast" if gup_flags & FOLL_PIN else "get_user_pages_fast"
+    if nr_pages == 0 or gup_flags & FOLL_LONGTERM:
+        w = _Walk(*(np.empty(0, np.int64),) * 3, {}, 0)
+    else:
+        if not vma.vm_start <= start < end <= vma.vm_end:
+            raise KernelError("EINVAL", "gup_fast", f"range {start:#x}-{end:#x} is outside the VMA")
+        w = _walk(vma, start, end)
+    p = _group(vma, w, variant)
+    counters, touched = _grab_counters(m, vma, w, p, gup_flags, variant, op)
+    if apply and p.n_heads:
+        p = p.expand()
+        refs = StructPageRefs(m)
+        dref, dpin = _check_grabs(refs, p, gup_flags, variant, overflow)
+        refs.add(p.heads, "refcount", dref)
+        if dpin.any():
+            refs.add(p.heads + p.pin_off, "pincount", dpin)  # type: ignore[operator]
+    return GupResult(m, gup_flags, variant, w.leaf_pfn, w.leaf_n, counters, touched)
+
+
+def get_user_pages_fast(vma: DaxVma, start: int, nr_pages: int, **kw: Any) -> GupResult:
+    """``get_user_pages_fast(start, nr_pages, gup_flags, pages)``: ``FOLL_GET``."""
+    return gup_fast(vma, start, nr_pages, FOLL_GET | FOLL_WRITE, **kw)
+
+
+def pin_user_pages_fast(vma: DaxVma, start: int, nr_pages: int, **kw: Any) -> GupResult:
+    """``pin_user_pages_fast(start, nr_pages, gup_flags, pages)``: ``FOLL_PIN``."""
+    return gup_fast(vma, start, nr_pages, FOLL_PIN | FOLL_WRITE, **kw)
+
+
+# -- release ----------------------------------------------------------------------------------------
+def _runs_of(pages: GupResult | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pages[]`` as runs of consecutive pfns ``(start, length)`` (order kept)."""
+    if isinstance(pages, GupResult):
+        keep = pages.run_len > 0
+        return pages.run_pfn[keep], pages.run_len[keep]
+    p = np.atleast_1d(np.asarray(pages, np.int64))
+    if p.size == 0:
+        return p, p
+    brk = np.flatnonzero(np.diff(p) != 1) + 1
+    first = np.concatenate(([0], brk))
+    ends = np.concatenate((brk, [p.size]))
+    return p[first], ends - first
+
+
+def _release(m: Machine, pages: GupResult | np.ndarray, pin: bool, apply: bool) -> GupCounters:
+    """Shared by :func:`unpin_user_pages` (batched per compound page, ``gup_folio_next`` +
+    ``gup_put_folio``) and :func:`put_pages` (``put_page`` per entry).  Works on runs of
+    consecutive pfns split at compound-page boundaries, so 128 GiB of 2M pages is 65536
+    pieces, not 33.5M entries."""
+    op = "unpin_user_pages" if pin else "put_page"
+    rs, rl = _runs_of(pages)
+    n = int(rl.sum())
+    c = GupCounters(op=op, variant=m.kernel.gup, nr_pages=n)
+    if n == 0:
+        return c
+    # split every run at compound-page boundaries: pieces (start, len, head, pin offset)
+    ps_l, pl_l, ph_l, po_l = [], [], [], []
+    known = np.zeros(rs.size, np.bool_)
+    order = []
+    for pgmap in m.pgmaps:
+        g = compound_geometry(m, pgmap)
+        sel = (rs >= g.first_pfn) & (rs + rl <= g.end_pfn)
+        if not sel.any():
+            continue
+        known |= sel
+        s, ln = rs[sel], rl[sel]
+        h0 = g.head(s)
+        npieces = (g.head(s + ln - 1) - h0) // g.nr + 1
+        idx = np.repeat(np.arange(s.size), npieces)
+        k = _expand_runs(np.zeros(s.size, np.int64), npieces)  # piece index within its run
+        head = h0[idx] + k * g.nr
+        start = np.maximum(s[idx], head)
+        end = np.minimum(s[idx] + ln[idx], head + g.nr)
+        off = pincount_offset(m, g.order)
+        ps_l.append(start)
+        pl_l.append(end - start)
+        ph_l.append(head)
+        po_l.append(np.full(head.size, -1 if off is None else off, np.int64))
+        order.append(np.flatnonzero(sel)[idx])
+    if not known.all():
+        raise KernelError("EINVAL", op, f"pfn {int(rs[~known][0]):#x} is not a device page")
+    run_idx = np.concatenate(order)
+    srt = np.argsort(run_idx, kind="stable")  # back to the order of pages[]
+    p_start, p_len = np.concatenate(ps_l)[srt], np.concatenate(pl_l)[srt]
+    p_head, p_off = np.concatenate(ph_l)[srt], np.concatenate(po_l)[srt]
+    if pin:  # gup_folio_next: consecutive entries of one folio -> one gup_put_folio
+        new = np.ones(p_head.size, np.bool_)
+        new[1:] = p_head[1:] != p_head[:-1]
+        grp = np.cumsum(new) - 1
+        g_heads, g_off = p_head[new], p_off[new]
+        g_refs = np.bincount(grp, weights=p_len, minlength=g_heads.size).astype(np.int64)
+        g_calls = np.ones(g_heads.size, np.int64)
+    else:  # put_page per entry
+        g_heads, g_off, g_refs, g_calls = p_head, p_off, p_len, p_len
+    uh, inv = np.unique(g_heads, return_inverse=True)
+    refs_per_head = np.bincount(inv, weights=g_refs, minlength=uh.size).astype(np.int64)
+    off_h = np.full(uh.size, -1, np.int64)
+    off_h[inv] = g_off
+    has_pin = (off_h >= 0) & pin
+    dref = -np.where(pin & ~has_pin, refs_per_head * GUP_PIN_COUNTING_BIAS, refs_per_head)
+    # footprint: every entry's struct page is read (page_folio), heads and pin pages written
+    pin_pages = uh[has_pin] + off_h[has_pin]
+    fp = struct_page_footprint(m, np.concatenate((p_start, uh, pin_pages)),
+                               np.concatenate((p_start + p_len, uh + 1, pin_pages + 1)))
+    calls_home = _homes_of_pfns(m, g_heads)
+    at_ram = int(g_calls[calls_home == RAM].sum())
+    at_dev = int(g_calls[calls_home == DEVICE].sum())
+    if pin and has_pin.any():
+        grp_pin = g_off >= 0
+        ph = _homes_of_pfns(m, g_heads[grp_pin] + g_off[grp_pin])
+        at_ram += int(g_calls[grp_pin][ph == RAM].sum())
+        at_dev += int(g_calls[grp_pin][ph == DEVICE].sum())
+    c.grabs = int(g_calls.sum())
+    c.compound_groups = int(uh.size)
+    c.struct_pages_touched = fp["struct_pages"]
+    c.struct_pages_ram, c.struct_pages_device = fp["struct_pages_ram"], fp["struct_pages_device"]
+    c.cache_lines_virtual, c.cache_lines = fp["lines_virtual"], fp["lines"]
+    c.cache_lines_ram, c.cache_lines_device = fp["lines_ram"], fp["lines_device"]
+    c.vmemmap_pages_ram, c.vmemmap_pages_device = fp["pages_ram"], fp["pages_device"]
+    c.atomics, c.atomics_ram, c.atomics_device = at_ram + at_dev, at_ram, at_dev
+    c.ref_atomics = c.atomics
+    if apply:
+        refs = StructPageRefs(m)
+        cur = refs.read(uh, "refcount")
+        init = refs._init_refcount(uh)
+        if pin:
+            pc = refs.read(uh[has_pin] + off_h[has_pin], "pincount")
+            if (pc < refs_per_head[has_pin]).any():
+                raise KernelError("EINVAL", op, "unpinning pages that are not pinned "
+                                  "(pincount would go negative); nothing changed")
+        after = wrap32(cur + dref)
+        if (after < init).any():
+            i = int(np.flatnonzero(after < init)[0])
+            raise KernelError("EINVAL", op, f"releasing more references than GUP took on head "
+                              f"pfn {int(uh[i]):#x}; nothing changed")
+        refs.add(uh, "refcount", dref)
+        if pin and has_pin.any():
+            refs.add(uh[has_pin] + off_h[has_pin], "pincount", -refs_per_head[has_pin])
+    return c
+
+
+def unpin_user_pages(m: Machine, pages: GupResult | np.ndarray, *, apply: bool = True) -> GupCounters:
+    """``unpin_user_pages(pages, npages)``: ``gup_folio_next`` groups consecutive entries of one
+    folio (reading every entry's struct page) and ``gup_put_folio(folio, nr, FOLL_PIN)`` drops
+    them at once: ``pincount -= nr; refcount -= nr`` or ``refcount -= nr * 1024``.  Batched since
+    5.12 ("decrement head page once for group of subpages"; version UNCONFIRMED)."""
+    return _release(m, pages, True, apply)
+
+
+def put_pages(m: Machine, pages: GupResult | np.ndarray, *, apply: bool = True) -> GupCounters:
+    """``put_page(pages[i])`` for each entry, as gup_test releases ``FOLL_GET`` pages: one
+    ``folio_put`` (an atomic on the head) per entry."""
+    return _release(m, pages, False, apply)
+
+
+def release(r: GupResult) -> GupCounters:
+    """Undo a :class:`GupResult` the way its flags require (never mix FOLL_GET and FOLL_PIN)."""
+    return unpin_user_pages(r.m, r) if r.flags & FOLL_PIN else put_pages(r.m, r)
+
+
+def gup_references(m: Machine, pgmap: DevPagemap, window: int) -> dict[str, np.ndarray]:
+    """References GUP holds, summed over each ``window``-page window of the pgmap's compound
+    area: ``gets`` (refcount above the initial 1, minus pins) and ``pins`` (pin count, or
+    refcount bias units for pages without one).  Lets tests compare variants whose pages differ
+    in order (base: per subpage; compound: on the head)."""
+    g = compound_geometry(m, pgmap)
+    refs = StructPageRefs(m)
+    nwin = (g.end_pfn - g.first_pfn) // window
+    pfns = g.first_pfn + np.arange(nwin * window, dtype=np.int64)
+    is_head = (pfns - g.first_pfn) % g.nr == 0
+    hp = pfns[is_head]
+    rc = refs.read(hp, "refcount") - 1
+    off = pincount_offset(m, g.order)
+    if off is None:
+        pins = rc // GUP_PIN_COUNTING_BIAS
+        gets = rc % GUP_PIN_COUNTING_BIAS
+    else:
+        pins = refs.read(hp + off, "pincount")
+        gets = rc - pins
+    win = (hp - g.first_pfn) // window
+    return {"gets": np.bincount(win, weights=gets, minlength=nwin).astype(np.int64),
+            "pins": np.bincount(win, weights=pins, minlength=nwin).astype(np.int64)}
+
+
+def folio_maybe_dma_pinned(m: Machine, pgmap: DevPagemap, pfn: int) -> bool:
+    """``folio_maybe_dma_pinned``: pin count > 0 for pages with one, else
+    ``(unsigned)refcount >= GUP_PIN_COUNTING_BIAS``."""
+    g = compound_geometry(m, pgmap)
+    head = int(g.head(np.array([pfn]))[0])
+    refs = StructPageRefs(m)
+    off = pincount_offset(m, g.order)
+    if off is not None:
+        return bool(refs.read(np.array([head + off]), "pincount")[0] > 0)
+    return bool((int(refs.read(np.array([head]), "refcount")[0]) & 0xFFFFFFFF)
+                >= GUP_PIN_COUNTING_BIAS)
+
+
+# -- cost model ----------------------------------------------------------------------------------
+@dataclass
+class CostParams:
+    """Nanoseconds per event.  ``miss_*`` is the first line touched in a vmemmap page (a demand
+    miss the prefetcher has not seen coming: the struct-page stride between compound heads is
+    32 KiB at 2M); ``near_*`` each further line of the same physical vmemmap page (streamed or
+    prefetched); ``atomic_*`` a locked RMW on a struct-page line already fetched; ``entry`` one
+    ``pages[]`` store plus loop overhead per subpage; ``pgtable_entry`` one user page-table read.
+    Defaults are the fit on the cover letter's 16G rows (see :func:`cover_letter_table`)."""
+
+    entry: float = 1.44
+    miss_ram: float = 0.0
+    near_ram: float = 9.70
+    atomic_ram: float = 2.59
+    miss_dev: float = 363.5
+    near_dev: float = 112.4
+    atomic_dev: float = 0.0
+    pgtable_entry: float = 0.0
+
+    MEANING = {
+        "entry": "per pages[] entry written (record_subpages / the per-page loop)",
+        "miss_ram": "first struct-page line of a RAM vmemmap page (demand miss to DRAM)",
+        "near_ram": "each further struct-page line of the same RAM vmemmap page (streamed)",
+        "atomic_ram": "locked RMW (set_bit, atomic_add) on a RAM struct-page line",
+        "miss_dev": "first struct-page line of a device (pmem, --map=dev) vmemmap page",
+        "near_dev": "each further struct-page line of the same device vmemmap page",
+        "atomic_dev": "locked RMW on a device (pmem) struct-page line",
+        "pgtable_entry": "per user page-table entry read (fixed 0: PMD entries stay cached)",
+    }
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def vector(self) -> np.ndarray:
+        return np.array([getattr(self, n) for n in self.names()], float)
+
+
+def features(c: GupCounters) -> np.ndarray:
+    """The counts each :class:`CostParams` field multiplies, in field order."""
+    return np.array([c.pages_entries, c.vmemmap_pages_ram, c.lines_near_ram, c.atomics_ram,
+                     c.vmemmap_pages_device, c.lines_near_device, c.atomics_device,
+                     c.pgtable_entries_total], float)
+
+
+def predict_ns(c: GupCounters, params: CostParams | None = None) -> float:
+    """Predicted time of the call in nanoseconds."""
+    params = CostParams() if params is None else params
+    return float(features(c) @ params.vector())
+
+
+def nnls(A: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
+    """Non-negative least squares ``min ||Ax - b||, x >= 0`` (Lawson-Hanson active set)."""
+    A = np.asarray(A, float)
+    b = np.asarray(b, float)
+    n = A.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, np.bool_)
+    w = A.T @ (b - A @ x)
+    tol = 1e-10 * max(1.0, float(np.abs(A).max()) * float(np.abs(b).max()))
+    for _ in range(max_iter):
+        if passive.all() or (w[~passive] <= tol).all():
+            break
+        j = int(np.argmax(np.where(passive, -np.inf, w)))
+        passive[j] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(A[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-12
+            x[~passive] = 0.0
+        w = A.T @ (b - A @ x)
+    return x
+
+
+def fit_params(rows: Sequence[tuple[GupCounters, float]], free: Iterable[str] | None = None,
+               fixed: CostParams | None = None, relative: bool = True) -> CostParams:
+    """Fit :class:`CostParams` to measured ``(counters, ns)`` rows by non-negative least squares.
+
+    ``free`` names the parameters to fit (default all but ``pgtable_entry``); the others keep
+    their ``fixed`` values.  ``relative`` weights each row by 1/measured, so a 6 ms row counts as
+    much as a 4 s one (the cover letter's rows span three orders of magnitude)."""
+    names = CostParams.names()
+    free = [n for n in names if n != "pgtable_entry"] if free is None else list(free)
+    for n in free:
+        if n not in names:
+            raise ParameterError("free", n, "CostParams field names")
+    fixed = CostParams(**{n: 0.0 for n in names}) if fixed is None else fixed
+    X = np.array([features(c) for c, _ in rows])
+    y = np.array([t for _, t in rows], float)
+    fi = [names.index(n) for n in free]
+    xi = [i for i in range(len(names)) if i not in fi]
+    y_res = y - X[:, xi] @ fixed.vector()[xi]
+    A = X[:, fi]
+    if relative:
+        A = A / y[:, None]
+        y_res = y_res / y
+    scale = np.maximum(np.abs(A).max(axis=0), 1e-30)
+    sol = nnls(A / scale, y_res) / scale
+    vals = fixed.vector()
+    vals[fi] = sol
+    return CostParams(**dict(zip(names, vals.tolist())))
+
+
+# -- the cover letter's gup_test table ------------------------------------------------------------
+#: "[PATCH v3 00/14] mm, sparse-vmemmap: Introduce compound pagemaps" (Joao Martins, linux-mm,
+#: 14 Jul 2021), /work/shared/reference/compound-pagemaps-v3-cover-letter.txt.  Each row:
+#: (size, flags, map, when, ms, quoted line).  "before" = next-20210714 without the series
+#: (base-page devmaps: kernel "5.16" here), "after" = with it (compound pagemaps, tail-page
+#: vmemmap reuse for RAM memmaps, patch 13's head-once GUP: kernel "v3").
+COVER_LETTER_ROWS: list[tuple[str, str, str, str, float, str]] = [
+    ("16G", "get", "mem", "before", 59.0, "(16G get_user_pages_fast 2M page size) ~59 ms -> ~6.1 ms"),
+    ("16G", "get", "mem", "after", 6.1, "(16G get_user_pages_fast 2M page size) ~59 ms -> ~6.1 ms"),
+    ("16G", "pin", "mem", "before", 87.0, "(16G pin_user_pages_fast 2M page size) ~87 ms -> ~6.2 ms"),
+    ("16G", "pin", "mem", "after", 6.2, "(16G pin_user_pages_fast 2M page size) ~87 ms -> ~6.2 ms"),
+    ("16G", "get", "dev", "before", 494.0,
+     "(16G get_user_pages_fast altmap 2M page size) ~494 ms -> ~9 ms"),
+    ("16G", "get", "dev", "after", 9.0,
+     "(16G get_user_pages_fast altmap 2M page size) ~494 ms -> ~9 ms"),
+    ("16G", "pin", "dev", "before", 494.0,
+     "(16G pin_user_pages_fast altmap 2M page size) ~494 ms -> ~10 ms"),
+    ("16G", "pin", "dev", "after", 10.0,
+     "(16G pin_user_pages_fast altmap 2M page size) ~494 ms -> ~10 ms"),
+    ("128G", "get", "mem", "before", 492.0, "(128G get_user_pages_fast 2M page size) ~492 ms -> ~49 ms"),
+    ("128G", "get", "mem", "after", 49.0, "(128G get_user_pages_fast 2M page size) ~492 ms -> ~49 ms"),
+    ("128G", "pin", "mem", "before", 493.0, "(128G pin_user_pages_fast 2M page size) ~493 ms -> ~50 ms"),
+    ("128G", "pin", "mem", "after", 50.0, "(128G pin_user_pages_fast 2M page size) ~493 ms -> ~50 ms"),
+    ("128G", "get", "dev", "before", 3910.0,
+     "(128G get_user_pages_fast altmap 2M page size) ~3.91 s -> ~70 ms"),
+    ("128G", "get", "dev", "after", 70.0,
+     "(128G get_user_pages_fast altmap 2M page size) ~3.91 s -> ~70 ms"),
+    ("128G", "pin", "dev", "before", 3970.0,
+     "(128G pin_user_pages_fast altmap 2M page size) ~3.97 s -> ~74 ms"),
+    ("128G", "pin", "dev", "after", 74.0,
+     "(128G pin_user_pages_fast altmap 2M page size) ~3.97 s -> ~74 ms"),
+]
+
+#: kernel variant of each side of the table
+COVER_LETTER_KERNELS = {"before": "5.16", "after": "v3"}
+
+_COUNTER_CACHE: dict[tuple, GupCounters] = {}
+
+
+def namespace_for(mapping: int) -> int:
+    """Raw namespace size that leaves at least ``mapping`` bytes of dax data with
+    ``--map=dev`` (64 B of memmap per 4 KiB page plus the info block), rounded up to 1 GiB."""
+    gib = 1 << 30
+    extra = mapping // 64 + (4 << 20)
+    return mapping + -(-extra // gib) * gib
+
+
+def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str = "2M",
+                      variant: str | None = None) -> GupCounters:
+    """Counters of one gup_test run: a fresh namespace, ``mmap`` of ``size`` bytes of its
+    dax device (populated), one GUP-fast call over all of it (counters only).  Cached."""
+    from .plan import plan
+    from .units import parse_size
+
+    key = (size, flags, map, kernel, align, variant)
+    if key not in _COUNTER_CACHE:
+        nbytes = parse_size(size)
+        p = plan(namespace_for(nbytes), align=align, map=map, kernel=kernel)
+        vma = _map(p, nbytes)
+        f = (FOLL_PIN if flags == "pin" else FOLL_GET) | FOLL_WRITE
+        r = gup_fast(vma, vma.vm_start, nbytes >> vma.m.arch.page_shift, f, variant=variant,
+                     apply=False)
+        _COUNTER_CACHE[key] = r.counters
+    return _COUNTER_CACHE[key]
+
+
+def _map(p: Any, nbytes: int) -> DaxVma:
+    from .dax_device import dax_mmap_plan
+
+    return dax_mmap_plan(p, size=nbytes)
+
+
+def cover_letter_rows(size: str | None = None) -> list[tuple[tuple, GupCounters, float]]:
+    """``(row, counters, measured ns)`` for the table rows of ``size`` (all if ``None``)."""
+    out = []
+    for row in COVER_LETTER_ROWS:
+        sz, fl, mp, when, ms, _ = row
+        if size is not None and sz != size:
+            continue
+        c = scenario_counters(sz, fl, mp, COVER_LETTER_KERNELS[when])
+        out.append((row, c, ms * 1e6))
+    return out
+
+
+@dataclass
+class Prediction:
+    size: str
+    flags: str
+    map: str
+    when: str
+    measured_ms: float
+    predicted_ms: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted_ms / self.measured_ms - 1.0
+
+
+def cover_letter_table(fit_on: str = "16G", predict: str = "128G",
+                       free: Iterable[str] | None = None) -> tuple[CostParams, list[Prediction]]:
+    """Fit :class:`CostParams` on the ``fit_on`` rows only and predict the ``predict`` rows."""
+    train = cover_letter_rows(fit_on)
+    params = fit_params([(c, ns) for _, c, ns in train], free=free)
+    out = []
+    for row, c, _ns in cover_letter_rows(predict):
+        sz, fl, mp, when, ms, _ = row
+        out.append(Prediction(sz, fl, mp, when, ms, predict_ns(c, params) / 1e6))
+    return params, out
+
+
+def format_table(params: CostParams, preds: list[Prediction]) -> str:
+    lines = ["parameters (ns): " + ", ".join(f"{n}={getattr(params, n):.2f}"
+                                             for n in CostParams.names())]
+    lines.append(f"{'row':<28}{'measured':>12}{'predicted':>12}{'error':>9}")
+    for p in preds:
+        label = f"{p.size} {p.flags} {'altmap' if p.map == 'dev' else 'RAM'} {p.when}"
+        lines.append(f"{label:<28}{p.measured_ms:>10.1f}ms{p.predicted_ms:>10.1f}ms"
+                     f"{100 * p.error:>+8.1f}%")
+    return "\n".join(lines)
+
+
+def predict_variants(size: str = "128G", params: CostParams | None = None,
+                     kernels: Sequence[str] = ("5.16", "5.17", "6.6", "v3"),
+                     align: str = "2M") -> list[dict[str, Any]]:
+    """Model time of one GUP-fast call over ``size`` for each kernel variant, RAM and altmap
+    memmaps, get and pin -- including mainline's per-subpage-head GUP (5.17, 6.6), which the
+    cover letter did not measure.  Rows: ``kernel, variant, map, flags, ms`` plus the counters
+    that drive them."""
+    params = CostParams() if params is None else params
+    out = []
+    for k in kernels:
+        for mp in ("mem", "dev"):
+            for fl in ("get", "pin"):
+                c = scenario_counters(size, fl, mp, k, align)
+                out.append({"kernel": k, "variant": c.variant, "map": mp, "flags": fl,
+                            "ms": predict_ns(c, params) / 1e6, "grabs": c.grabs,
+                            "atomics": c.atomics, "lines": c.cache_lines,
+                            "vmemmap_pages": c.vmemmap_pages_ram + c.vmemmap_pages_device})
+    return out
+
+
+def compound_nr_struct_pages(m: Machine, pgmap: DevPagemap) -> int:
+    """Struct pages ``memmap_init_zone_device`` writes per compound page (for reference)."""
+    from .memremap import pgmap_altmap
+
+    return compound_nr_pages(m, pgmap_altmap(pgmap), pgmap)
