@@ -47,3 +47,20 @@ def test_answers_match_independent_arithmetic():
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="kind"):
         exercises.generate("nope")
+
+
+def test_more_answers_match_independent_arithmetic():
+    for seed in range(4):
+        ex = exercises.generate("gup-grabs", seed)
+        pages = ex.params["gib"] * 2**30 // 4096
+        # head-once: one grab per 2 MiB compound page; otherwise one per 4 KiB page
+        assert ex.answer == (pages // 512 if ex.params["kernel"] == "v3" else pages)
+        ex = exercises.generate("memmap-counter", seed)
+        gib, align = ex.params["gib"], ex.params["align"]
+        full = gib * 2**30 // 4096 * 64 // 4096
+        dedup = 2 * gib * 2**30 // {"2M": 2**21, "1G": 2**30}[align]
+        assert ex.answer == (full if ex.params["kernel"] == "6.6" else dedup)
+        ex = exercises.generate("ram-per-tib", seed)
+        page = {"x86_64": 4096, "arm64-4k": 4096, "arm64-64k": 65536}[ex.params["arch"]]
+        # 2 kept vmemmap pages per compound page of `align` bytes
+        assert ex.answer == 2**40 // ex.params["align"] * 2 * page >> 20

@@ -323,3 +323,109 @@ def _gup_atomics(r: random.Random, seed: int) -> Exercise:
         f" = {c.ref_atomics}.",
         hint="count grabs (per subpage or per compound page), then atomics per grab",
         params={"gib": gib, "kernel": kernel, "flags": flags})
+
+
+# -- more problems for chapters 5-11 -----------------------------------------------------------
+@exercise("init-time")
+def _init_time(r: random.Random, seed: int) -> Exercise:
+    from .mm_init import calibrate_init_cost
+    from .plan import plan
+
+    gib = r.choice([64, 256, 512])
+    align = r.choice(["4K", "2M"])
+    model = calibrate_init_cost(plan("128G", align="4K")._pgmap.init_stats)
+    stats = plan(f"{gib}G", align=align)._pgmap.init_stats
+    ms = round(model.predict_ms(stats))
+    n = sum(s.struct_pages_initialised for s in stats)
+    return Exercise(
+        "init-time", seed,
+        f"With the cost model calibrated on the cover letter's 4K figure "
+        f"({model.ns_per_struct_page:.2f} ns per struct page written), how many milliseconds "
+        f"(rounded) does memmap_init_zone_device take for a {gib} GiB namespace at align "
+        f"{align} (x86_64, 6.6, --map=mem)?",
+        ms,
+        f"{n} struct pages written x {model.ns_per_struct_page:.2f} ns = {ms} ms.",
+        hint="struct pages written = compound pages x compound_nr_pages",
+        params={"gib": gib, "align": align})
+
+
+@exercise("gup-grabs")
+def _gup_grabs(r: random.Random, seed: int) -> Exercise:
+    from . import gup
+
+    gib = r.choice([1, 2, 4])
+    kernel = r.choice(["5.16", "6.6", "v3"])
+    c = gup.scenario_counters(f"{gib}G", "get", "mem", kernel)
+    return Exercise(
+        "gup-grabs", seed,
+        f"get_user_pages_fast() over {gib} GiB of a 2M-aligned device-dax mapping on kernel "
+        f"{kernel} ({c.variant}): how many grabs (try_grab_* calls) does it make?",
+        c.grabs,
+        f"{c.variant}: " + ("one grab per compound page" if c.variant == "head-once"
+                            else "one grab per 4 KiB page") + f" = {c.grabs}.",
+        hint="per 4 KiB page, or per 2 MiB compound page?",
+        params={"gib": gib, "kernel": kernel})
+
+
+@exercise("ram-per-tib")
+def _ram_per_tib(r: random.Random, seed: int) -> Exercise:
+    from .arch import ARCHES
+    from .plan import plan
+
+    arch = r.choice(["x86_64", "arm64-4k", "arm64-64k"])
+    align = r.choice(ARCHES[arch].dax_aligns[1:])
+    p = plan("1T", align=align, arch=arch)
+    mib = p.ram_data_pages * p.page_size >> 20
+    kept = p.vmemmap_pages_per_compound - p.saved_vmemmap_pages_per_compound
+    return Exercise(
+        "ram-per-tib", seed,
+        f"On {arch} with device-dax align {format_size(align)} and --map=mem (kernel 6.6), how "
+        f"many MiB of struct-page data pages (page tables not counted) does 1 TiB need?",
+        mib,
+        f"{p.compound_pages} compound pages x {kept} kept vmemmap page(s) x "
+        f"{p.page_size // 1024} KiB = {mib} MiB.",
+        hint="compound pages per TiB, times the vmemmap pages each keeps, times PAGE_SIZE",
+        params={"arch": arch, "align": align})
+
+
+@exercise("memmap-counter")
+def _memmap_counter(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([4, 16])
+    align = r.choice(["2M", "1G"])
+    kernel = r.choice(["6.6", "6.12.117"])
+    p = plan(f"{gib}G", align=align, kernel=kernel)
+    return Exercise(
+        "memmap-counter", seed,
+        f"Creating a {gib} GiB devdax namespace (align {align}, --map=mem) on kernel {kernel}: "
+        f"by how many pages does /proc/vmstat nr_memmap_pages grow?",
+        p.nr_memmap_pages,
+        ("6.6 (6.11-6.12.10x) counts the full memmap, 64 B per 4 KiB page"
+         if kernel == "6.6" else "6.12.117 counts VMEMMAP_RESERVE_NR (2) pages per compound "
+                                 "page once deduplicated")
+        + f": {p.nr_memmap_pages}.",
+        hint="which kernel: before or after the 2026 accounting fix?",
+        params={"gib": gib, "align": align, "kernel": kernel})
+
+
+@exercise("pages-returned")
+def _pages_returned(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan, teardown
+
+    gib = r.choice([2, 4, 8])
+    align = r.choice(["2M", "1G"])
+    p = plan(f"{gib}G", align=align)
+    m = p._machine
+    before = m.ram.used
+    teardown(p)
+    back = before - m.ram.used
+    return Exercise(
+        "pages-returned", seed,
+        f"Hot-removing a {gib} GiB namespace (align {align}, --map=mem, x86_64, 6.6) that was the "
+        f"only one in its region: how many RAM pages come back, data and page tables together?",
+        back,
+        f"every vmemmap data page ({p.ram_data_pages}) and every page-table page "
+        f"({p.ram_pagetable_pages}) that populating it allocated: {back}.",
+        hint="what populating it cost: data pages plus page-table pages",
+        params={"gib": gib, "align": align})

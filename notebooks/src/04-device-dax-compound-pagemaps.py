@@ -101,11 +101,15 @@ for align in ("4K", "2M", "1G"):
 # rendering in the next cell is checked instead).
 from vmemlab import widgets
 
-explorer = widgets.OrderExplorer()
+explorer = widgets.MappingExplorer(size="16M")
 explorer
 
 # %%
-print(explorer.render_static(order=9, map="mem").summary)
+view = explorer.render_static(order=9, map="mem", size="16M")
+view.figures[0]
+
+# %%
+print(view.text)
 
 # %% [markdown]
 # ## Why `--map=dev` gives up the saving

@@ -88,6 +88,14 @@ ex
 answer = None  # your answer
 ex.check(answer)
 
+# %%
+ex_tail_refcount = exercises.generate("tail-refcount", seed=18)
+ex_tail_refcount
+
+# %%
+answer = None  # your answer
+ex_tail_refcount.check(answer)
+
 # %% [markdown]
 # ## Summary
 #

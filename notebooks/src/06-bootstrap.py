@@ -112,6 +112,14 @@ ex
 answer = None  # your answer
 ex.check(answer)
 
+# %%
+ex_init_time = exercises.generate("init-time", seed=6)
+ex_init_time
+
+# %%
+answer = None  # your answer
+ex_init_time.check(answer)
+
 # %% [markdown]
 # ## Summary
 #

@@ -56,6 +56,7 @@ for arch, align, mode, opt, ram, dev in rows:
 from vmemlab import viz
 
 fig = viz.savings_curves(arches=["x86_64", "arm64-64k", "ppc64-radix-64k"],
+                         kernels=["5.17", "6.6", "v3"],
                          current={"arch": "x86_64", "kernel": "6.6", "order": 9})
 fig
 
@@ -69,9 +70,10 @@ for arch in ("x86_64", "arm64-64k", "ppc64-radix-64k"):
         print(f"{arch:>16} order {order:>2}: {format_size(pt.bytes_per_tib):>7} per TiB")
 
 # %% [markdown]
-# **What to notice:** each curve falls by half per order while the compound memmap still fits
-# in a section, then flattens: past a section, every section still needs its own PTE table. The
-# `v3` curve keeps falling there (PMD-level reuse); `5.17` is flat (no deduplication).
+# **What to notice:** once deduplication starts, each curve halves with every order (the two
+# kept vmemmap pages serve twice as many struct pages) until it meets a floor: the PTE tables,
+# one per section of memmap, which every order still needs. Only the `v3` curve goes below that
+# floor (PMD-level reuse); `5.17` stays flat (no deduplication).
 #
 # ## From the command line
 #
@@ -106,6 +108,14 @@ ex
 # %%
 answer = None  # your answer
 ex.check(answer)
+
+# %%
+ex_ram_per_tib = exercises.generate("ram-per-tib", seed=9)
+ex_ram_per_tib
+
+# %%
+answer = None  # your answer
+ex_ram_per_tib.check(answer)
 
 # %% [markdown]
 # ## Summary

@@ -120,6 +120,14 @@ ex
 answer = None  # your answer
 ex.check(answer)
 
+# %%
+ex_pages_returned = exercises.generate("pages-returned", seed=10)
+ex_pages_returned
+
+# %%
+answer = None  # your answer
+ex_pages_returned.check(answer)
+
 # %% [markdown]
 # ## Summary
 #

@@ -97,6 +97,27 @@ for r in ns:
           f"{r['predicted_nr_memmap_delta']:>15}")
 
 # %% [markdown]
+# ## Exercises
+
+# %%
+from vmemlab import exercises  # noqa: E402
+
+ex1 = exercises.generate("memmap-counter", seed=11)
+ex1
+
+# %%
+answer = None  # your answer
+ex1.check(answer)
+
+# %%
+ex2 = exercises.generate("vmemmap-pages", seed=11)
+ex2
+
+# %%
+answer = None  # your answer
+ex2.check(answer)
+
+# %% [markdown]
 # Reading such counters needs the same care as the model: a number is only as good as the
 # kernel version it came from.
 #
