@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: pip names that conda-forge spells differently
 CONDA_NAME = {"matplotlib": "matplotlib-base"}
-#: only in pip's [test] extra: the real-browser test skips (with its reason) without it
-PIP_ONLY = {"playwright"}
+#: only in pip's [test] extra: the real-browser test skips (with its reason) without them
+PIP_ONLY = {"playwright", "voila"}
 
 
 def _pip_reqs(extra: str | None) -> dict[str, str]:
