@@ -293,6 +293,15 @@ class StructPageStore:
         self.key_of_slot[s] = key
         return s
 
+    def _reserve_slots(self, n: int) -> None:
+        """Grow the pool once so that ``n`` more pages fit without repeated doubling."""
+        need = self.n_slots + max(0, n - len(self.free_slots))
+        if need > len(self.pool):
+            new = np.zeros((max(need, 2 * len(self.pool)), self.per_page), self.dtype)
+            raw = new.view(np.uint64).reshape(len(new), -1)
+            raw[: self.n_slots] = self._raw[: self.n_slots]
+            self.pool, self._raw = new, raw
+
     def drop(self, key: tuple[int, int]) -> None:
         """Forget a physical page's contents (it was freed)."""
         s = self.slot.pop(key, None)
@@ -370,13 +379,57 @@ class StructPageStore:
                     f"PAGE_KERNEL_RO (an HVO-remapped tail vmemmap page)")
         home = m.frames.home[frame]
         ppfn = m.frames.pfn[frame] + sub
-        rows_u = np.empty(uvpn.size, np.int64)
-        for i, (h, p) in enumerate(zip(home.tolist(), ppfn.tolist())):
-            s = self.slot.get((h, p))
-            if s is None:
-                s = self._materialise((h, p), int(uvpn[i]))
-            rows_u[i] = s
+        keys = list(zip(home.tolist(), ppfn.tolist()))
+        get = self.slot.get
+        rows_u = np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
+        missing = np.flatnonzero(rows_u < 0)
+        if missing.size:
+            # several vmemmap pages may alias one physical page: materialise each page once
+            first: dict[tuple[int, int], int] = {}
+            for i in missing.tolist():
+                first.setdefault(keys[i], i)
+            new = list(first.items())
+            slots = self._materialise_many([k for k, _ in new],
+                                           uvpn[np.array([i for _, i in new], np.int64)])
+            made = dict(zip((k for k, _ in new), slots.tolist()))
+            rows_u[missing] = [made[keys[i]] for i in missing.tolist()]
         return rows_u[inv], pfns % per
+
+    def _materialise_many(self, keys: list[tuple[int, int]], vpns: np.ndarray) -> np.ndarray:
+        """:meth:`_materialise` for many pages at once: the records are replayed over all their
+        struct pages in one vectorised pass per record (same result, page for page)."""
+        if len(keys) <= 2:
+            return np.array([self._materialise(k, int(v)) for k, v in zip(keys, vpns.tolist())],
+                            np.int64)
+        per = self.per_page
+        n = len(keys)
+        self._reserve_slots(n)
+        slots = np.array([self._alloc_slot(k) for k in keys], np.int64)
+        pfns = (np.asarray(vpns, np.int64)[:, None] * per
+                + np.arange(per, dtype=np.int64)[None, :]).ravel()
+        rows = np.zeros(n * per, self.dtype)
+        owners: list[int | None] = [None] * n
+        lo_pfn, hi_pfn = int(pfns.min()), int(pfns.max())
+        for rec in self.records:
+            if rec.hi <= lo_pfn or rec.lo > hi_pfn:
+                continue
+            sel = (pfns >= rec.lo) & (pfns < rec.hi)
+            if not sel.any():
+                continue
+            if sel.all():
+                rec.fill(rows, pfns)
+            else:
+                tmp = rows[sel].copy()
+                rec.fill(tmp, pfns[sel])
+                rows[sel] = tmp
+            if rec.owner is not None:
+                for i in np.flatnonzero(sel.reshape(n, per).any(axis=1)).tolist():
+                    owners[i] = rec.owner
+        self.pool[slots] = rows.reshape(n, per)
+        for k, o in zip(keys, owners):
+            self.owner[k] = o
+        self.materialised += n
+        return slots
 
     # -- the boot memmap of System RAM --------------------------------------------------------
     def _boot_ram_fill(self, rows: np.ndarray, pfns: np.ndarray) -> None:
