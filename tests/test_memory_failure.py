@@ -109,3 +109,21 @@ def test_dax_vma_mappings_are_accepted():
     pfn = (vma.phys_start >> 12) + 512 + 17
     r = memory_failure(m, pfn, mappings=[("proc", vma)])
     assert r.outcome == "recovered" and r.killed == [("proc", vma.vm_start + 2 * MiB, 21)]
+
+
+@pytest.mark.parametrize("kernel, expect_len", [("6.6", 2 * MiB), ("5.17", 12 * MiB)])
+def test_file_offsets_count_from_the_namespace_data_start(kernel, expect_len):
+    """device-dax file offset 0 is the namespace's data start (nd_pfn dataoff = 2 MiB here), as
+    dax_pgoff_to_phys counts.  Poisoning the page at file offset 10 MiB + 4 KiB: the head's index
+    is 10 MiB / 4 KiB = 2560, start = 10 MiB; 5.19+ unmaps size = 2 MiB, 5.17 passes start +
+    size = 12 MiB as the length (kernel-facts.md §11)."""
+    from vmemlab.dax_device import dax_mmap_plan
+
+    p = plan("1G", align="2M", map="mem", kernel=kernel)
+    m = p._machine
+    vma = dax_mmap_plan(p, size=64 * MiB)
+    pfn = vma.va_to_pfn(vma.vm_start + 10 * MiB + 4096)
+    r = memory_failure(m, pfn, mappings=[("proc", vma)])
+    assert r.index == 10 * MiB // 4096
+    assert r.unmap_start == 10 * MiB
+    assert r.unmap_len == expect_len

@@ -4,7 +4,8 @@ Path (kernel-facts.md §11, 5.17-6.x): ``memory_failure(pfn, flags)`` -> ``pfn_t
 fails for ZONE_DEVICE -> ``pfn_valid`` and ``get_dev_pagemap`` -> ``memory_failure_dev_pagemap``:
 
 1. ``!pgmap_pfn_valid(pgmap, pfn)`` -> ``-ENXIO`` ("device metadata space is not recoverable":
-   the altmap and info-block pfns, whose struct pages memmap_init_zone_device never wrote);
+   the info block, whose struct pages memmap_init_zone_device never wrote, and the pfns that
+   hold the memmap itself with ``--map=dev``, initialised as reserved by memmap_init_range);
 2. **patch 1 of the series** ("memory-failure: fetch compound_head after pgmap_pfn_valid()"):
    ``page = compound_head(pfn_to_page(pfn))`` -- after the check, because a metadata pfn has no
    initialised struct page to dereference;
@@ -30,8 +31,8 @@ tail struct page -- which, with vmemmap deduplication, is shared by every aliasi
 User mappings: pass ``mappings`` as :class:`UserMapping` (process, vaddr, size, pfn[, shift])
 entries or ``(process, DaxVma)`` pairs from :mod:`vmemlab.dax_device` (present leaves only).
 They are treated as faulted in: ``dax_set_mapping`` runs for each compound page they map whose
-head has no ``mapping`` yet.  File page offsets count from the pgmap's first initialised pfn
-(real device-dax counts from the namespace data offset: a constant shift, same ranges).
+head has no ``mapping`` yet.  File page offsets count from the namespace's data start
+(``dax_pgoff_to_phys``: the pgmap's ``data_offset``, set from the nd_pfn ``dataoff``).
 """
 
 from __future__ import annotations
@@ -104,8 +105,12 @@ class MemoryFailureResult:
 
 
 def dax_base_pfn(m: Machine, pgmap: DevPagemap) -> int:
-    """First pfn ``memmap_init_zone_device`` initialised (file page offset 0 in the model)."""
+    """The pfn at device-dax file offset 0: the namespace's data start (``dataoff`` past the
+    range start, as ``dax_pgoff_to_phys`` counts); for a bare pgmap without a data offset, the
+    first pfn ``memmap_init_zone_device`` initialised."""
     ps = m.arch.page_shift
+    if pgmap.data_offset:
+        return (pgmap.ranges[0][0] + pgmap.data_offset) >> ps
     altmap = pgmap_altmap(pgmap)
     if altmap is not None:
         return altmap.base_pfn + altmap.vmem_altmap_offset()
@@ -211,8 +216,10 @@ def memory_failure(m: Machine, pfn: int, flags: int = 0, mappings: Any = (),
             f"had it gone on: index {index} instead of the head's {head_off}, unmap range "
             f"[{start:#x}, {start + size:#x}) instead of "
             f"[{(head_off << ps) & ~(size - 1) if size else 0:#x}, ...), and PG_hwpoison on the "
-            f"tail struct page of pfn {pfn:#x}, which aliases "
-            f"{_alias_count(m, pfn, head.pfn, pgmap)} struct pages of this compound page")
+            f"tail struct page of pfn {pfn:#x}, which "
+            + (f"aliases {n_alias} struct pages of this compound page"
+               if (n_alias := _alias_count(m, pfn, head.pfn, pgmap)) > 1
+               else "no other struct page aliases"))
         res.unmapped = _unmapped(users, start, start + size, m, pgmap) if size else []
         return res
     SetPageHWPoison(page)                                        # the head (patch 1)

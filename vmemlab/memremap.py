@@ -42,6 +42,9 @@ class DevPagemap:
     init_stats: list = field(default_factory=list)
     #: ``percpu_ref_get_many(pgmap->ref, ...)``: one reference per compound page (5.17+)
     ref: int = 0
+    #: bytes from the start of range 0 to where the device-dax data (file offset 0) begins:
+    #: the nd_pfn ``dataoff`` for a namespace (not a kernel field: dev_dax keeps it in its range)
+    data_offset: int = 0
 
     def pfn_range(self, i: int, page_shift: int) -> tuple[int, int]:
         s, e = self.ranges[i]

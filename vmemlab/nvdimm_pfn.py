@@ -101,7 +101,7 @@ def nvdimm_setup_pfn(arch: Arch, info: NdPfnInfo, vmemmap_shift: int = 0,
     start = info.start + info.start_pad
     end = info.start + info.size - info.end_trunc
     pgmap = DevPagemap(ranges=[(start, end)], vmemmap_shift=vmemmap_shift,
-                       type=MEMORY_DEVICE_GENERIC, name=name)
+                       type=MEMORY_DEVICE_GENERIC, name=name, data_offset=info.dataoff)
     reserve_bytes = nd_info_block_reserve(arch)
     if info.mode == PFN_MODE_PMEM:
         base_pfn = start >> arch.page_shift
