@@ -133,8 +133,8 @@ def test_errors_change_nothing():
     with pytest.raises(ParameterError):
         alloc_hugetlb_folio(m, "512G")
     assert m.state() == after
-    m1 = Machine("x86_64", "6.6", ram=GiB)
-    alloc_hugetlb_folio(m1, "1G")  # all of the 1 GiB booted
+    m1 = Machine("x86_64", "6.6", ram=2 * GiB)
+    alloc_hugetlb_folio(m1, "1G")  # the second GiB: the first holds the reserved first MiB
     before1 = m1.state()
     with pytest.raises(KernelError, match="ENOMEM"):
         alloc_hugetlb_folio(m1, "1G")

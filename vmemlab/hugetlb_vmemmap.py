@@ -136,7 +136,8 @@ def _vmemmap_span(m: Machine, folio: HugetlbFolio) -> tuple[int, int]:
 # -- allocation --------------------------------------------------------------------------------
 def alloc_hugetlb_folio(m: Machine, size: int | str = "2M") -> HugetlbFolio:
     """Take a HugeTLB page from boot RAM (``alloc_fresh_hugetlb_folio``) and prep it as a
-    compound page: the first free ``size``-aligned pfn range of boot RAM, then
+    compound page: the first free ``size``-aligned pfn range of boot RAM above the first MiB
+    (which x86 reserves), then
     ``prep_compound_page`` (``__SetPageHead``, ``prep_compound_tail`` for every tail,
     ``prep_compound_head``) and the HugeTLB mark, written through the vmemmap.  The head gets
     refcount 1 (allocated), tails 0.  RAM accounting: the data pages belong to boot RAM, which
@@ -158,7 +159,8 @@ def alloc_hugetlb_folio(m: Machine, size: int | str = "2M") -> HugetlbFolio:
     nr = 1 << order
     st = _state(m)
     busy = sorted((f.head_pfn, f.head_pfn + f.nr_pages) for f in st.folios)
-    pfn = 0
+    # x86 keeps the first MiB for the firmware and the kernel: start above it
+    pfn = -(-((1 << 20) >> a.page_shift) // nr) * nr
     for lo, hi in busy:
         if pfn + nr <= lo:
             break

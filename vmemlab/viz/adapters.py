@@ -138,3 +138,27 @@ def device_frame_spans(m: Machine, include_boot: bool = False) -> list[tuple[int
         else:
             spans.append((a, b))
     return spans
+
+
+def is_hvo_source(src: Any) -> bool:
+    """Whether ``src`` is a ``(machine, HugetlbFolio)`` pair (:mod:`vmemlab.hugetlb_vmemmap`)."""
+    return (isinstance(src, tuple) and len(src) == 2
+            and type(src[1]).__name__ == "HugetlbFolio")
+
+
+def hvo_span(m: Machine, folio: Any) -> tuple[int, int, np.ndarray]:
+    """``(head_pfn, nr_pages, vpns)`` of a HugeTLB folio's struct pages."""
+    a = m.arch
+    head, nr = int(folio.head_pfn), int(folio.nr_pages)
+    lo = (head * a.struct_page_size) >> a.page_shift
+    hi = -(-((head + nr) * a.struct_page_size) >> a.page_shift)
+    return head, nr, np.arange(lo, hi, dtype=np.int64)
+
+
+def pte_read_only(m: Machine, vpns: np.ndarray) -> np.ndarray:
+    """Read-only vmemmap PTEs (HVO), through :func:`vmemlab.page.pte_is_ro` when present."""
+    try:
+        from ..page import pte_is_ro
+    except ImportError:  # pragma: no cover - page.py is part of the package
+        return np.zeros(np.size(vpns), bool)
+    return np.asarray(pte_is_ro(m, vpns), bool)

@@ -11,6 +11,7 @@ vmemmap pages on x86_64) stays readable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -20,7 +21,20 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 from ..memremap import pgmap_vmemmap_nr
 from ..units import format_size
 from ._style import C_DEVICE, C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure
-from .adapters import Mapping, Source, as_source, compound_vpns, frame_label, read_mapping
+from .adapters import (
+    Mapping,
+    Source,
+    as_source,
+    compound_vpns,
+    frame_label,
+    hvo_span,
+    pte_read_only,
+    read_mapping,
+    source_label,
+)
+
+if TYPE_CHECKING:
+    from ..machine import Machine
 
 DEVICE_HOME = 1
 X_L0, X_L1, X_R0, X_R1 = 0.0, 2.7, 4.6, 8.4
@@ -86,8 +100,9 @@ def _struct_range(mp: Mapping, row: int, first_byte: int, nr: int, sps: int,
     return lo, hi - 1
 
 
-def draw_mapping(ax: Axes, mp: Mapping, m, *, first_byte: int, nr: int, max_rows: int = 14,
-                 title: str = "", reuse_word: str = "reused") -> dict[str, int]:
+def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int, max_rows: int = 14,
+                 title: str = "", reuse_word: str = "reused",
+                 ro: np.ndarray | None = None) -> dict[str, int]:
     """Draw ``mp`` (from :func:`~vmemlab.viz.adapters.read_mapping`) on ``ax``.
 
     Returns counts of what was drawn: ``rows``, ``arrows`` (single-PTE arrows), ``elided``
@@ -184,9 +199,12 @@ def draw_mapping(ax: Axes, mp: Mapping, m, *, first_byte: int, nr: int, max_rows
         y0, y1 = box[fid]
         ty = y0 if y0 == y1 else y
         reused = bool(mp.reused[r])
+        rdonly = ro is not None and bool(ro[r])
         arr = FancyArrowPatch((X_L1, y), (X_R0, ty), arrowstyle="-|>", mutation_scale=10,
                               color=C_REUSED if reused else "black", lw=1.4 if reused else 1.0,
-                              gid=f"pte:{vpn}:{fid}:{'reuse' if reused else 'own'}")
+                              ls=(0, (5, 2)) if rdonly else "-",
+                              gid=f"pte:{vpn}:{fid}:{'reuse' if reused else 'own'}"
+                                  + (":ro" if rdonly else ""))
         ax.add_patch(arr)
         counts["arrows"] += 1
     ax.set_xlim(-0.1, X_R1 + 0.1)
@@ -203,37 +221,67 @@ def draw_mapping(ax: Axes, mp: Mapping, m, *, first_byte: int, nr: int, max_rows
     return counts
 
 
-def _legend(fig: Figure) -> None:
-    fig.legend(handles=[
+def _legend(fig: Figure, ro: bool = False) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
         Patch(facecolor=C_VIRT, edgecolor="black", label="virtual vmemmap page"),
         Patch(facecolor=C_OWN, edgecolor="black", label="page in RAM, mapped once"),
         Patch(facecolor=C_REUSED, edgecolor="black", label="page mapped by several PTEs (reused)"),
         Patch(facecolor=C_DEVICE, edgecolor="black", hatch="//", label="on the device (altmap)"),
-    ], loc="outside lower center", ncols=2, fontsize=FONT - 1, frameon=False)
+    ]
+    if ro:
+        handles.append(Line2D([], [], color=C_REUSED, ls=(0, (5, 2)),
+                              label="read-only PTE (HVO remap)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if ro else 2,
+               fontsize=FONT - 1, frameon=False)
+
+
+def _reused_page_index(mp: Mapping) -> int | None:
+    """Index (in the compound page) of the vmemmap page the reused mappings point at."""
+    if not mp.reused.any():
+        return None
+    fid = int(mp.frame[np.flatnonzero(mp.reused)[0]])
+    return int(np.flatnonzero(mp.frame == fid)[0])
 
 
 def vmemmap_mapping(src: Source, index: int = 0, *, max_rows: int = 14,
-                    hvo: object | None = None) -> Figure:
+                    hvo: tuple | None = None) -> Figure:
     """One compound page's vmemmap pages and the frames they map, read from the page tables.
 
-    :param src: a :class:`~vmemlab.plan.Plan` or ``(machine, pgmap)``
+    :param src: a :class:`~vmemlab.plan.Plan` or ``(machine, pgmap)`` (device-dax)
     :param index: which compound page of the pgmap's first range
     :param max_rows: draw every vmemmap page up to this many, else elide long runs
-    :param hvo: reserved for a HugeTLB (HVO) panel drawn beside the device-dax one
+    :param hvo: ``(machine, HugetlbFolio)`` of an HVO-optimized HugeTLB page
+        (:mod:`vmemlab.hugetlb_vmemmap`), drawn beside the device-dax panel
     """
+    panels = []
     m, pgmap = as_source(src)
     vpns = compound_vpns(m, pgmap, index)
-    mp = read_mapping(m, vpns)
     nr = pgmap_vmemmap_nr(pgmap)
     first_byte = ((pgmap.ranges[0][0] >> m.arch.page_shift) + index * nr) * \
         m.arch.struct_page_size
-    rows = len(_items(mp, max_rows))
-    fig = new_figure(9.0, 0.46 * rows + 1.9)
-    ax = fig.add_subplot()
-    from .adapters import source_label
-
-    title = (f"device-dax vmemmap of compound page #{index} "
-             f"({format_size(nr << m.arch.page_shift)})\n{source_label(m, pgmap)}")
-    draw_mapping(ax, mp, m, first_byte=first_byte, nr=nr, max_rows=max_rows, title=title)
-    _legend(fig)
+    mp = read_mapping(m, vpns)
+    k = _reused_page_index(mp)
+    how = f"vmemmap page {k} reused" if k is not None else "no page reused"
+    panels.append((m, mp, first_byte, nr, None,
+                   f"device-dax compound page #{index} "
+                   f"({format_size(nr << m.arch.page_shift)}): {how}\n{source_label(m, pgmap)}"))
+    if hvo is not None:
+        hm, folio = hvo
+        head, hnr, hv = hvo_span(hm, folio)
+        hmp = read_mapping(hm, hv)
+        k = _reused_page_index(hmp)
+        how = f"vmemmap page {k} reused" if k is not None else "no page reused"
+        panels.append((hm, hmp, head * hm.arch.struct_page_size, hnr, pte_read_only(hm, hv),
+                       f"HugeTLB page, HVO ({format_size(hnr << hm.arch.page_shift)}): {how}\n"
+                       f"{hm.arch.name} · kernel {hm.kernel.name} · boot RAM memmap"))
+    rows = max(len(_items(p[1], max_rows)) for p in panels)
+    fig = new_figure(9.0 * len(panels), 0.46 * rows + 2.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    any_ro = False
+    for ax, (pm, pmp, fb, pnr, ro, title) in zip(axes, panels):
+        draw_mapping(ax, pmp, pm, first_byte=fb, nr=pnr, max_rows=max_rows, title=title, ro=ro)
+        any_ro |= ro is not None and bool(np.any(ro))
+    _legend(fig, any_ro)
     return fig
