@@ -64,3 +64,54 @@ def test_more_answers_match_independent_arithmetic():
         page = {"x86_64": 4096, "arm64-4k": 4096, "arm64-64k": 65536}[ex.params["arch"]]
         # 2 kept vmemmap pages per compound page of `align` bytes
         assert ex.answer == 2**40 // ex.params["align"] * 2 * page >> 20
+
+
+# -- chapters 2, 3 and 8 -----------------------------------------------------------------------
+def test_compound_pages_answers_match_independent_arithmetic():
+    # plan() puts the namespace at 64 GiB, aligned to 2 MiB and 1 GiB; x86_64 VMEMMAP_START is
+    # 0xffffea0000000000 (Documentation/arch/x86/x86_64/mm.rst), sizeof(struct page) = 64
+    for seed in range(6):
+        ex = exercises.generate("compound-head", seed)
+        nr = {"2M": 512, "1G": 1 << 18}[ex.params["align"]]
+        pfn, word = ex.params["pfn"], ex.params["word"]
+        assert word & 1 == 1 and pfn % nr != 0
+        assert ex.answer == pfn - pfn % nr == (word - 1 - 0xFFFFEA0000000000) // 64
+        ex = exercises.generate("tail-aliases", seed)
+        nr, k = ex.params["nr"], ex.params["k"]
+        # deduplicated: vmemmap page 0 (tails < 64) is private, pages 1.. share one frame, so
+        # tail k >= 64 aliases the (nr - 64) / 64 tails with the same index mod 64
+        expect = 1 if ex.params["kernel"] == "5.17" or k < 64 else (nr - 64) // 64
+        assert ex.answer == expect
+
+
+def test_hvo_answers_match_independent_arithmetic():
+    # Documentation/mm/vmemmap_dedup.rst: 8 vmemmap pages per 2 MiB page, 4096 per 1 GiB page;
+    # 5.14-5.17 keep 2, 5.18+ keep 1; one PTE table per 2 MiB of PMD-mapped boot memmap, i.e.
+    # per 128 MiB block of HugeTLB memory touched; pages are taken from the first aligned
+    # address above the first MiB (x86 reserves it): 2 MiB for 2M pages, 1 GiB for 1G pages
+    for seed in range(8):
+        ex = exercises.generate("hvo-net-saved", seed)
+        n, size, kernel = ex.params["n"], ex.params["size"], ex.params["kernel"]
+        mib = {"2M": 2, "1G": 1024}[size]
+        vm = mib * 256 * 64 // 4096
+        kept = 2 if kernel == "5.17" else 1
+        start = mib  # MiB
+        tables = (start + n * mib - 1) // 128 - start // 128 + 1
+        assert ex.answer == n * (vm - kept) - tables
+        ex = exercises.generate("hvo-pg-head", seed)
+        vm = {"2M": 8, "1G": 4096}[ex.params["size"]]
+        # 5.18+: the head plus one fake head per remapped vmemmap page; 5.17: the head only
+        assert ex.answer == (1 if ex.params["kernel"] == "5.17" else vm)
+
+
+def test_memory_failure_answers_match_independent_arithmetic():
+    # unmap length: size (5.19+) or start + size (4.19-5.18), start = the page's file offset
+    for seed in range(8):
+        ex = exercises.generate("mf-unmap-len", seed)
+        c = ex.params["c"]
+        assert ex.answer == (2 if ex.params["kernel"] != "5.17" else 2 * c + 2)
+        ex = exercises.generate("mf-enxio-pfns", seed)
+        gib = ex.params["gib"]
+        # nd_pfn_init, --map=dev: 8 KiB info block + 64 B per 4 KiB page, rounded up to 2 MiB
+        meta = 8192 + gib * 2**30 // 4096 * 64
+        assert ex.answer == -(-meta // 2**21) * 2**21 // 4096

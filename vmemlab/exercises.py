@@ -429,3 +429,196 @@ def _pages_returned(r: random.Random, seed: int) -> Exercise:
         f"({p.ram_pagetable_pages}) that populating it allocated: {back}.",
         hint="what populating it cost: data pages plus page-table pages",
         params={"gib": gib, "align": align})
+
+
+# -- chapter 2: compound pages ----------------------------------------------------------------
+@exercise("compound-head")
+def _compound_head(r: random.Random, seed: int) -> Exercise:
+    from .page import compound_head_pfns, pfn_to_page
+    from .plan import plan
+
+    align = r.choice(["2M", "1G"])
+    p = plan("2G", align=align)
+    m, pg = p._machine, p._pgmap
+    a = m.arch
+    nr = 1 << p.vmemmap_shift
+    first = pg.ranges[0][0] >> a.page_shift
+    npages = (pg.ranges[0][1] - pg.ranges[0][0]) >> a.page_shift
+    pfn = first + r.randrange(npages)
+    while pfn % nr == 0:  # a tail, not a head
+        pfn = first + r.randrange(npages)
+    word = pfn_to_page(m, pfn).read("compound_head")
+    head = int(compound_head_pfns(m, pfn)[0])
+    return Exercise(
+        "compound-head", seed,
+        f"x86_64 (VMEMMAP_START = {a.vmemmap_start:#x}, sizeof(struct page) = 64), device-dax "
+        f"with {align} compound pages. A struct page's compound_head word reads {word:#x}. What "
+        f"is the pfn of its head page? (A hex literal such as 0x1000 is fine.)",
+        head,
+        f"bit 0 is set, so it is a tail; the head's struct page is at {word:#x} - 1 = "
+        f"{word - 1:#x}; pfn = ({word - 1:#x} - VMEMMAP_START) / 64 = {head} ({head:#x}).",
+        hint="drop bit 0, subtract VMEMMAP_START, divide by sizeof(struct page)",
+        params={"align": align, "pfn": pfn, "word": word})
+
+
+@exercise("tail-aliases")
+def _tail_aliases(r: random.Random, seed: int) -> Exercise:
+    import numpy as np
+
+    from .page import struct_pages
+    from .plan import plan
+
+    align = r.choice(["2M", "1G"])
+    kernel = r.choice(["6.6", "6.6", "5.17"])
+    p = plan("2G", align=align, kernel=kernel)
+    m, pg = p._machine, p._pgmap
+    nr = 1 << p.vmemmap_shift
+    head = pg.ranges[0][0] >> m.arch.page_shift
+    k = r.choice([r.randrange(3, 64), r.randrange(64, nr)])
+    st = struct_pages(m)
+    rows, idx = st.locate(head + np.arange(nr, dtype=np.int64))
+    count = int(((rows == rows[k]) & (idx == idx[k])).sum())
+    how = ("vmemmap pages 2.. map the frame of vmemmap page 1, so tail k >= 64 shares its 64 "
+           "bytes with every tail j >= 64 with j = k mod 64: (nr - 64) / 64 of them"
+           if p.optimised else "kernel 5.17 does not deduplicate: every struct page is its own")
+    return Exercise(
+        "tail-aliases", seed,
+        f"x86_64, kernel {kernel}, device-dax with {align} compound pages ({nr} pages each). How "
+        f"many struct pages of one compound page, tail {k} itself included, read the same 64 "
+        f"bytes of RAM as tail {k}?",
+        count,
+        f"{how}" + ("; tails below 64 live in vmemmap page 0, which is never shared"
+                    if p.optimised and k < 64 else "") + f": {count}.",
+        hint="which vmemmap page holds tail k, and how many vmemmap pages map the same frame?",
+        params={"align": align, "kernel": kernel, "k": k, "nr": nr})
+
+
+# -- chapter 3: HugeTLB Vmemmap Optimization --------------------------------------------------
+@exercise("hvo-net-saved")
+def _hvo_net_saved(r: random.Random, seed: int) -> Exercise:
+    from .hugetlb_vmemmap import alloc_hugetlb_folio, hugetlb_vmemmap_optimize
+    from .machine import Machine
+
+    kernel = r.choice(["5.17", "6.6"])
+    size = r.choice(["2M", "2M", "1G"])
+    n = r.choice([1, 2]) if size == "1G" else r.choice([1, 8, 64, 100])
+    nbytes = (2 << 20) if size == "2M" else (1 << 30)
+    m = Machine("x86_64", kernel, ram=max((n + 1) * nbytes, 1 << 30))  # + the first GiB
+    before = m.ram.used
+    folios = [alloc_hugetlb_folio(m, size) for _ in range(n)]
+    reports = [hugetlb_vmemmap_optimize(m, f) for f in folios]
+    saved = before - m.ram.used
+    freed = sum(rp.data_pages_freed for rp in reports)
+    tables = sum(rp.split_pte_tables for rp in reports)
+    return Exercise(
+        "hvo-net-saved", seed,
+        f"x86_64, kernel {kernel}: {n} HugeTLB page(s) of {size} are allocated from boot RAM "
+        f"(consecutive, from physical address 0) and HVO optimizes each. How many pages of RAM "
+        f"does that free in total, net of the PTE tables the PMD splits allocate?",
+        saved,
+        f"each {size} page has {reports[0].vmemmap_pages} vmemmap pages and keeps "
+        f"{reports[0].reserve}: {freed} data pages freed; the boot memmap is PMD-mapped, and one "
+        f"PTE table is needed per 2 MiB of vmemmap touched (2 MiB of vmemmap describes 128 MiB "
+        f"of memory): {tables} table(s); {freed} - {tables} = {saved}.",
+        hint="pages freed per HugeTLB page, minus one PTE table per 128 MiB of HugeTLB memory",
+        params={"kernel": kernel, "size": size, "n": n})
+
+
+@exercise("hvo-pg-head")
+def _hvo_pg_head(r: random.Random, seed: int) -> Exercise:
+    import numpy as np
+
+    from .hugetlb_vmemmap import alloc_hugetlb_folio, hugetlb_vmemmap_optimize
+    from .machine import Machine
+    from .page import test_flag_bits
+
+    kernel = r.choice(["5.17", "5.19", "6.6"])
+    size = r.choice(["2M", "1G"])
+    m = Machine("x86_64", kernel, ram="2G")
+    folio = alloc_hugetlb_folio(m, size)
+    hugetlb_vmemmap_optimize(m, folio)
+    raw = int(test_flag_bits(m, folio.head_pfn + np.arange(folio.nr_pages), "PG_head").sum())
+    kept = folio.reserve
+    how = ("two vmemmap pages are kept and pages 2.. map page 1, which holds tails only: the "
+           "head is the only struct page with PG_head" if kept == 2 else
+           "pages 1.. map page 0, so the first struct page of each of them is the head's bytes "
+           "(a fake head)")
+    return Exercise(
+        "hvo-pg-head", seed,
+        f"x86_64, kernel {kernel}: after HVO of a {size} HugeTLB page, how many of its struct "
+        f"pages have the PG_head bit set when you read their own flags word (the raw "
+        f"test_bit, not PageHead())?",
+        raw,
+        f"{how}: {raw}.",
+        hint="how many vmemmap pages are kept, and which one do the others map?",
+        params={"kernel": kernel, "size": size})
+
+
+# -- chapter 8: memory failure -----------------------------------------------------------------
+@exercise("mf-unmap-len")
+def _mf_unmap_len(r: random.Random, seed: int) -> Exercise:
+    from .dax_device import dax_mmap_plan
+    from .memory_failure import memory_failure
+    from .plan import plan
+
+    kernel = r.choice(["5.17", "6.6"])
+    c = r.randrange(1, 200)
+    t = r.randrange(1, 512)
+    p = plan("1G", align="2M", map="dev", kernel=kernel)
+    vma = dax_mmap_plan(p)
+    pfn = int(vma.va_to_pfn(vma.vm_start + c * p.align + t * p.page_size))
+    res = memory_failure(p._machine, pfn, mappings=[("app", vma)])
+    mib = sum(size for _, _, size in res.unmapped) >> 20
+    how = ("5.19+ passes the size: one 2 MiB page" if kernel != "5.17" else
+           f"4.19-5.18 pass start + size as the length: {c} x 2 MiB + 2 MiB, starting at the "
+           f"head's offset {2 * c} MiB")
+    return Exercise(
+        "mf-unmap-len", seed,
+        f"Kernel {kernel}, x86_64: a process maps a whole device-dax instance (align 2M) from "
+        f"file offset 0, every page faulted in. memory_failure() hits tail {t} of the compound "
+        f"page at file offset {2 * c} MiB. How many MiB of the process's mapping does "
+        f"unmap_mapping_range() tear down?",
+        mib,
+        f"the head's index gives start = {2 * c} MiB, size = 2 MiB (PMD mapping); {how}: "
+        f"{mib} MiB.",
+        hint="start = (head->index << PAGE_SHIFT) & ~(size - 1); what goes in the length slot?",
+        params={"kernel": kernel, "c": c, "t": t})
+
+
+@exercise("mf-enxio-pfns")
+def _mf_enxio_pfns(r: random.Random, seed: int) -> Exercise:
+    from .errors import KernelError
+    from .memory_failure import memory_failure
+    from .plan import plan
+
+    gib = r.choice([1, 4, 16, 64])
+    p = plan(f"{gib}G", align="2M", map="dev")
+    m, pg = p._machine, p._pgmap
+    base = pg.ranges[0][0] >> m.arch.page_shift
+
+    def refused(pfn: int) -> bool:
+        try:
+            memory_failure(m, pfn)
+        except KernelError as e:
+            return e.errno == "ENXIO"
+        return False
+
+    lo, hi = 0, (pg.ranges[0][1] - pg.ranges[0][0]) >> m.arch.page_shift
+    while lo < hi:  # first pfn offset memory_failure accepts (binary search on the model)
+        mid = (lo + hi) // 2
+        if refused(base + mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return Exercise(
+        "mf-enxio-pfns", seed,
+        f"A {gib} GiB namespace, --map=dev, align 2M (x86_64, 6.6). memory_failure() refuses "
+        f"with -ENXIO every pfn at the start of the namespace that holds the info block or the "
+        f"memmap (pgmap_pfn_valid() is false). How many pfns is that?",
+        lo,
+        f"pgmap_pfn_valid: pfn >= range start + vmem_altmap_offset() = reserve + free = "
+        f"{pg.altmap.reserve} + {lo - pg.altmap.reserve}: the 8 KiB info block, {gib} GiB / 4 KiB "
+        f"x 64 B of struct pages, rounded up to the 2 MiB alignment: {lo} pfns "
+        f"({format_size(lo << m.arch.page_shift)}).",
+        hint="the data starts at the first 2 MiB boundary after 8 KiB + 64 bytes per 4 KiB page",
+        params={"gib": gib})

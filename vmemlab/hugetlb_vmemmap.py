@@ -398,7 +398,7 @@ def hvo_savings(kernel: str = "6.6", size: str = "2M", head_copy: bool | None = 
     from .units import parse_size
 
     nbytes = parse_size(size, "size")
-    m = Machine(arch, kernel, ram=max(2 * nbytes, 1 << 28))
+    m = Machine(arch, kernel, ram=max(3 * nbytes, 1 << 28))  # two pages above the first MiB
     before = m.ram.used
     f1 = alloc_hugetlb_folio(m, size)
     r1 = hugetlb_vmemmap_optimize(m, f1, head_copy)

@@ -1,0 +1,289 @@
+# %% [markdown]
+# # 02 — Compound pages
+#
+# **Goals.** After this chapter you can tell a head page from a tail page by reading its
+# `struct page`, decode the `compound_head` word of a tail, say where the kernel keeps a compound
+# page's order, size and pin count (in 5.17 and in 6.x), and explain why the struct pages of
+# tails may share one physical page while a head's may not.
+
+# %% [markdown]
+# ## Many page frames, one object
+#
+# A **compound page** is `1 << order` physically contiguous page frames that the kernel treats
+# as one object: a 2 MiB HugeTLB or transparent huge page (order 9), a 1 GiB HugeTLB page
+# (order 18), and, since Linux 5.17, every 2 MiB or 1 GiB page of a device-dax instance. The
+# first frame is the **head**; the others are **tails**. Each frame still has its own
+# `struct page`, and the kernel marks them so that any of them leads to the head.
+#
+# `vmemlab.page` stores real 64-byte struct pages inside the frames the model's vmemmap maps and
+# reads them with the kernel's own helper names. Populate a small device-dax namespace with
+# 2 MiB compound pages and look at three of its struct pages:
+
+# %%
+import numpy as np
+
+import vmemlab
+from vmemlab import page as P
+
+p = vmemlab.plan("128M", align="2M")
+m, pgmap = p._machine, p._pgmap
+first = pgmap.ranges[0][0] >> m.arch.page_shift
+head = P.pfn_to_page(m, first)
+print(f"{p.compound_pages} compound pages of order {p.vmemmap_shift}; the first starts at "
+      f"pfn {first:#x}")
+for name, pg in (("head", head), ("page 1", head + 1), ("page 300", head + 300)):
+    print(f"{name:>8}: PageHead {P.PageHead(pg)!s:5}  PageTail {P.PageTail(pg)!s:5}  "
+          f"compound_order {P.compound_order(pg)}  compound_nr {P.compound_nr(pg)}")
+
+# %% [markdown]
+# `compound_order()` and `compound_nr()` answer only for the head; asked about a tail they say
+# 0 and 1, as in the kernel. Code that holds a tail must first find the head.
+#
+# ## `compound_head` and bit 0
+#
+# Word 1 of a tail's struct page (byte offset 8) is `compound_head`: the address of the head's
+# struct page **plus one**. Struct pages are 64-byte aligned, so a real pointer never has bit 0
+# set; the kernel borrows that bit to mean "I am a tail". Read the raw word of tail 300:
+
+# %%
+tail = head + 300
+raw = tail.read("compound_head")
+print(f"tail 300: compound_head word = {raw:#x}")
+print(f"bit 0                        = {raw & 1}")
+print(f"word - 1                     = {raw - 1:#x}")
+print(f"head's struct page address   = {head.va:#x}  (VMEMMAP_START + {first:#x} * 64)")
+print(f"head.va % 64                 = {head.va % 64}")
+
+# %% [markdown]
+# `compound_head(page)` is exactly that test and subtraction (`_compound_head()` in
+# `include/linux/page-flags.h`). The head's own word 1 is something else: for a ZONE_DEVICE page
+# it is `pgmap`, a pointer to the `struct dev_pagemap`, whose bit 0 is clear.
+
+# %%
+print("compound_head(tail 300) is the head:", P.compound_head(tail) == head)
+word1 = head.read("compound_head")
+print(f"head's word 1 = {word1:#x} (bit 0 = {word1 & 1}), page_pgmap(head) is the namespace's "
+      f"pgmap: {P.page_pgmap(head) is pgmap}")
+heads = P.compound_head_pfns(m, first + np.arange(512 * 4))
+print("compound_head of the first 2048 pfns, as heads:", sorted(set((heads - first).tolist())))
+
+# %% [markdown]
+# The head carries `PG_head` in `page->flags` instead; that is how `PageHead()` answers.
+#
+# ## The first and second tail pages
+#
+# A compound page needs more metadata than one struct page has room for: its order, its
+# number of pages, a mapcount for the whole page, a pin count. The kernel keeps them in the
+# **first and second tail pages**, whose words 2–5 are otherwise unused (a tail needs only its
+# `compound_head`). Where exactly changed across versions. Read the same compound page under
+# three kernels:
+
+# %%
+from vmemlab.machine import Machine
+from vmemlab.memremap import DevPagemap, memremap_pages
+
+GiB = 1 << 30
+for kernel in ("5.17", "5.19", "6.6"):
+    mk = Machine("x86_64", kernel)
+    memremap_pages(mk, DevPagemap(ranges=[(64 * GiB, 64 * GiB + (128 << 20))], vmemmap_shift=9))
+    h = P.pfn_to_page(mk, (64 * GiB) >> 12)
+    off, field = P.pincount_location(mk)
+    if P.layout_key(mk.kernel) == "folio":
+        where = (f"page[1]._flags_1 & 0xff = {(h + 1).read('_flags_1') & 0xFF}, "
+                 f"page[1]._folio_nr_pages = {(h + 1).read('_folio_nr_pages')}")
+    else:
+        where = (f"page[1].compound_order = {(h + 1).read('compound_order')}, "
+                 f"page[1].compound_nr = {(h + 1).read('compound_nr')}")
+    print(f"kernel {kernel:>4} (layout {P.layout_key(mk.kernel)!r:>7}): {where}; "
+          f"pin count in page[{off}].{field}")
+
+# %% [markdown]
+# * **5.17** keeps `compound_dtor`, `compound_order`, `compound_mapcount` and `compound_nr` in
+#   page[1] and the pin count in page[2] (`hpage_pinned_refcount`).
+# * **5.18–6.1** moved the pin count to page[1] (`compound_pincount`), so an order-1 compound
+#   page (which has no page[2]) can be pinned too.
+# * **6.6** describes the head and its first tails as a `struct folio`: the order sits in the
+#   low byte of page[1]'s flags word (`_flags_1`), next to `_entire_mapcount`,
+#   `_nr_pages_mapped`, `_pincount` and `_folio_nr_pages`.
+#
+# These fields share bytes with the tail's ordinary fields (a C union), and the overlaps are
+# real. `prep_compound_tail()` writes `TAIL_MAPPING`, a poison value, into every tail's
+# `mapping`; in page[1] the compound metadata written afterwards covers part or all of it:
+
+# %%
+for kernel in ("5.17", "6.6"):
+    mk = Machine("x86_64", kernel)
+    memremap_pages(mk, DevPagemap(ranges=[(64 * GiB, 64 * GiB + (128 << 20))], vmemmap_shift=9))
+    h = P.pfn_to_page(mk, (64 * GiB) >> 12)
+    print(f"kernel {kernel:>4}: page[1].mapping = {(h + 1).read('mapping'):#018x}, "
+          f"page[2].mapping = {(h + 2).read('mapping'):#018x} (TAIL_MAPPING = "
+          f"{P.TAIL_MAPPING:#x})")
+
+# %% [markdown]
+# In 5.17 the low half of page[1]'s `mapping` is `compound_nr` (0x200 = 512); in 6.x the whole
+# word is `_entire_mapcount` (-1) and `_nr_pages_mapped` (0). That is one reason kernel code
+# reads `mapping` through the head (`page_folio(page)->mapping`), never through a tail.
+#
+# ## One compound page, field by field
+#
+# The figure reads the head, the first and second tails, the first struct page of vmemmap pages
+# 1 and 2, and the last tail of compound page 0, all through the vmemmap. The bottom row says
+# which vmemmap page and physical frame each was read from.
+
+# %%
+from vmemlab import viz
+
+fig = viz.struct_page_view(p)
+fig
+
+# %%
+from vmemlab.viz.structpage import struct_page_columns
+
+cols = struct_page_columns(head.pfn, 512, m.arch.STRUCT_PAGES_PER_PAGE)
+for _label, pfn, _role in cols:
+    pg = P.pfn_to_page(m, pfn)
+    vpn = pg.vaddr >> m.arch.page_shift
+    frame = int(m.pgtables.resolve(np.array([vpn]))[0][0])
+    kind = "PageHead" if P.PageHead(pg) else "PageTail"
+    print(f"page {pfn - head.pfn:>3}: {kind}, compound_head -> page "
+          f"{P.compound_head(pg).pfn - head.pfn}, read through vmemmap page "
+          f"{vpn - (head.vaddr >> m.arch.page_shift)} -> frame {frame} (refcount "
+          f"{int(m.frames.refcount[frame])})")
+
+# %% [markdown]
+# **What to notice:** pages 0, 1 and 2 are read from one frame (vmemmap page 0), and pages 64,
+# 128 and 511 from one other frame, the shared tail page with its 7 mappings. The compound
+# metadata lives only in vmemmap page 0, which is never shared.
+#
+# ## Exploring the order
+#
+# The explorer below rebuilds the namespace for another compound order (or kernel) and redraws
+# the table; with `memmap` set to *HugeTLB HVO* it shows a HugeTLB page instead (chapter 03).
+# The static rendering after it is the same explorer at order 9.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Interactive widget: its display is a live view that nbval cannot compare (the static
+# rendering in the next cell is checked instead).
+from vmemlab import widgets
+
+explorer = widgets.StructPageExplorer()
+explorer
+
+# %%
+view = explorer.render_static(order=9)
+view.figures[0]
+
+# %%
+print(view.text)
+
+# %% [markdown]
+# ## Tails share a physical page
+#
+# With deduplication (chapter 04 follows the population step by step), vmemmap pages 2 to 7 of
+# a 2 MiB compound page map the same frame as vmemmap page 1. So struct pages 64–511 are
+# seven virtual views of the 64 struct pages in that one frame: for *k* ≥ 64, tail *k* and tail
+# *k* + 64 are the same 64 bytes of RAM. Write a value into tail 300 and read the same field of
+# all 512 struct pages:
+
+# %%
+P.pfn_to_page(m, head.pfn + 300).write("private", 0x5EED)
+private = P.read_field(m, head.pfn + np.arange(512), "private")
+seen = np.flatnonzero(private == 0x5EED).tolist()
+print("the write is visible in struct pages:", seen)
+print(f"{len(seen)} struct pages show it; {len(seen) - 1} of them were never written")
+
+# %% [markdown]
+# Each of these indices is 300 modulo 64, and none is below 64. The same holds for a 1 GiB
+# compound page, whose 4096 vmemmap pages keep two frames:
+
+# %%
+p1g = vmemlab.plan("2G", align="1G")
+m1g, pg1g = p1g._machine, p1g._pgmap
+h1g = pg1g.ranges[0][0] >> m1g.arch.page_shift
+P.write_field(m1g, h1g + 100_000, "private", 0x5EED)
+hits = np.flatnonzero(P.read_field(m1g, h1g + np.arange(1 << 18), "private") == 0x5EED)
+print(f"1 GiB page: {hits.size} of {1 << 18} struct pages show the write, the first at tail "
+      f"{int(hits[0])}, all congruent to {100_000 % 64} mod 64: {bool((hits % 64 == 100_000 % 64).all())}")
+
+# %%
+P.pfn_to_page(m, head.pfn + 300).write("private", 0)  # undo the experiment
+P.write_field(m1g, h1g + 100_000, "private", 0)
+
+# %% [markdown]
+# ## Why sharing is harmless for tails but not for heads
+#
+# Sharing is safe only if every struct page that aliases a slot would hold the same bytes
+# anyway. For the tails of one compound page that is true: each holds the same flags, the same
+# `compound_head`, `TAIL_MAPPING`, refcount 0 and mapcount -1, whatever its index. Count the
+# distinct 64-byte values among the tails of compound page 0:
+
+# %%
+words = P.read_field(m, head.pfn + np.arange(512), "words")
+print("distinct struct pages among tails 3..511:", len(np.unique(words[3:], axis=0)))
+print("distinct struct pages among pages 0, 1, 2:", len(np.unique(words[:3], axis=0)))
+
+# %% [markdown]
+# Everything that differs (the head and the compound metadata in pages 1 and 2) sits in vmemmap
+# page 0, which each compound page keeps for itself. A head is different: its reference count,
+# `mapping` and `index` change while the page is in use, and they belong to *this* compound
+# page. The kernel therefore takes references only on the head (`get_page()` on a tail goes to
+# `page_folio()`), and the heads of two compound pages live in two different frames:
+
+# %%
+h0, h1 = head, head + 512
+P.page_ref_add(h0, 3)
+print(f"after 3 references on compound page 0: refcount head 0 = {P.page_ref_count(h0)}, "
+      f"head 1 = {P.page_ref_count(h1)}")
+print(f"page_count(tail 300) = {P.page_count(head + 300)} (it reads the head), its own "
+      f"_refcount = {P.page_ref_count(head + 300)}")
+P.page_ref_sub(h0, 3)
+for c in (0, 1):
+    v0 = (head.pfn + 512 * c) * 64 >> 12
+    f0, f1 = m.pgtables.resolve(np.array([v0, v0 + 1]))[0].tolist()
+    print(f"compound page {c}: head page in frame {f0}, tail page in frame {f1}")
+
+# %% [markdown]
+# Even the tail page is private to its compound page, because every tail records *its* head.
+# Had a head's vmemmap page been shared, a reference taken on one compound page would show on
+# another. (HugeTLB's optimization does share the head's vmemmap page, read-only, and pays for
+# it with "fake heads": chapter 03.)
+#
+# ## Exercises
+
+# %%
+from vmemlab import exercises
+
+ex1 = exercises.generate("compound-head", seed=2)
+ex1
+
+# %%
+answer = None  # your answer
+ex1.check(answer)
+
+# %%
+ex2 = exercises.generate("tail-aliases", seed=2)
+ex2
+
+# %%
+answer = None  # your answer
+ex2.check(answer)
+
+# %% [markdown]
+# ## Summary
+#
+# * A compound page is a head and `(1 << order) - 1` tails; each tail's `compound_head` word is
+#   the head's struct page address with bit 0 set.
+# * Order, size, mapcount and pin count live in the first (and in 5.17 the second) tail page:
+#   `compound_order`/`compound_nr` in 5.17, `_flags_1`/`_folio_nr_pages`/`_pincount` in 6.x.
+# * All tails past vmemmap page 0 hold identical bytes, so with deduplication they alias one
+#   physical page: a write to one tail shows through 7 (2 MiB) or 4095 (1 GiB) struct pages.
+#   Heads and the compound metadata are never shared.
+#
+# **In the kernel:** `include/linux/page-flags.h` (`_compound_head`, `PageHead`, `PageTail`,
+# `page_fixed_fake_head`), `include/linux/mm_types.h` (`struct page`, `struct folio`),
+# `mm/internal.h` (`prep_compound_head`, `prep_compound_tail`), `mm/page_alloc.c`
+# (`prep_compound_page`), `mm/mm_init.c` (`memmap_init_compound`), `include/linux/mm.h`
+# (`compound_order`, `compound_nr`).
+#
+# **Next:** [03 — HugeTLB Vmemmap Optimization](03-hugetlb-vmemmap-optimization.ipynb)
