@@ -14,7 +14,6 @@ import numpy as np
 
 from .errors import KernelError
 from .frames import VMEMMAP, VmemAltmap
-
 from .memremap import pgmap_vmemmap_nr
 
 if TYPE_CHECKING:
