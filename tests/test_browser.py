@@ -101,6 +101,7 @@ def test_page_order_slider_changes_numbers_and_figure(voila_url):
             arg=[image.element_handle(), before_src], timeout=60_000)
         after_text = summary.inner_text()
         page.screenshot(path=str(ARTIFACTS / "browser-04.png"), full_page=False)
+        box.screenshot(path=str(ARTIFACTS / "explorer-04.png"))
         content = page.content()
         browser.close()
     assert after_text != before_text
