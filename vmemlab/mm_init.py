@@ -95,9 +95,11 @@ class ZoneDeviceInit:
         ``set_page_count(0)``, ``__SetPageHead``, ``prep_compound_head``).  Tails past
         ``nr_written`` get the same contents as a written tail of their compound page: that is
         what they read through the shared vmemmap page."""
-        va = head_va(m, pfns)
         step = self.pfns_per_compound
         idx = (pfns - self.start_pfn) % step
+        if rows.flags.c_contiguous and rows.dtype.itemsize == 64:
+            return self._fill_words(m, rows, pfns, idx)
+        va = head_va(m, pfns)
         rows["words"] = 0                                   # mm_zero_struct_page
         rows["flags"] = self.flags_base                     # set_page_links + __SetPageReserved
         rows["_refcount"] = self.refcount                   # init_page_count (type-dependent)
@@ -116,6 +118,35 @@ class ZoneDeviceInit:
         rows["compound_head"][tail] = hva + np.uint64(1)    # set_compound_head
         rows["private"][tail] = 0
         rows["_refcount"][tail] = 0                         # set_page_count(page, 0)
+        if self.nr_written > _prep_head_index(m):
+            _prep_compound_head_rows(m, rows, idx, self.order)
+
+
+    def _fill_words(self, m: Machine, rows: np.ndarray, pfns: np.ndarray,
+                    idx: np.ndarray) -> None:
+        """:meth:`fill` written as whole 64-bit words (same final contents, fewer passes):
+        ``INIT_LIST_HEAD(&page->lru)`` is overwritten by ``page->pgmap`` and
+        ``page->zone_device_data`` (they share words 1 and 2), so the template row is the
+        zeroed page with flags, pgmap, ``_mapcount = -1`` and the initial refcount."""
+        w = rows.view(np.uint64).reshape(-1, 8)
+        tmpl = np.zeros(1, rows.dtype)
+        tmpl["flags"] = self.flags_base
+        tmpl["pgmap"] = self.pgmap_token
+        tmpl["_mapcount"] = -1
+        tmpl["_refcount"] = self.refcount
+        w[:] = tmpl.view(np.uint64)
+        if self.pfns_per_compound == 1:
+            return
+        tail = idx != 0
+        tt = np.zeros(1, rows.dtype)
+        tt["_mapcount"] = -1                                # _refcount 0: set_page_count(page, 0)
+        t6 = tt.view(np.uint64)[6]
+        h0 = np.uint64(int(self.flags_base) | (1 << PG(m, "PG_head")))   # __SetPageHead
+        hva = head_va(m, pfns - idx) + np.uint64(1)         # set_compound_head
+        w[:, 0] = np.where(tail, np.uint64(self.flags_base), h0)
+        w[:, 1] = np.where(tail, hva, np.uint64(self.pgmap_token))
+        w[:, 3] = np.where(tail, np.uint64(TAIL_MAPPING), np.uint64(0))  # prep_compound_tail
+        w[:, 6] = np.where(tail, t6, w[:, 6])
         if self.nr_written > _prep_head_index(m):
             _prep_compound_head_rows(m, rows, idx, self.order)
 

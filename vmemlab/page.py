@@ -404,7 +404,12 @@ class StructPageStore:
         per = self.per_page
         n = len(keys)
         self._reserve_slots(n)
-        slots = np.array([self._alloc_slot(k) for k in keys], np.int64)
+        reuse = [self.free_slots.pop() for _ in range(min(n, len(self.free_slots)))]
+        fresh = list(range(self.n_slots, self.n_slots + n - len(reuse)))
+        self.n_slots += len(fresh)
+        slots = np.array(reuse + fresh, np.int64)
+        self.slot.update(zip(keys, slots.tolist()))
+        self.key_of_slot.update(zip(slots.tolist(), keys))
         pfns = (np.asarray(vpns, np.int64)[:, None] * per
                 + np.arange(per, dtype=np.int64)[None, :]).ravel()
         rows = np.zeros(n * per, self.dtype)
