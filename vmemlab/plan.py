@@ -64,7 +64,7 @@ class Plan:
         """(label, value) rows for a readable table."""
         ps = self.page_size
         rows = [
-            ("namespace", f"{format_size(self.size)} at {self.start:#x}, align "
+            ("namespace", f"{format_size(self.size)}, start {self.start:#x}, align "
                           f"{format_size(self.align)}, map={self.map}"),
             ("arch / kernel", f"{self.arch} / {self.kernel}"),
             ("compound pages", f"{self.compound_pages} of order {self.vmemmap_shift}"),
