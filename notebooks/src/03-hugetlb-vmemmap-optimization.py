@@ -233,6 +233,25 @@ for order in (9, 18):
               f"{d['saved']}")
 
 # %% [markdown]
+# The explorer draws both for any order and kernel (try kernel 5.17: two pages kept, no fake
+# heads); below it, the same explorer at 2 MiB on 6.6, rendered statically.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Interactive widget: a live view nbval cannot compare; the next cells render it statically.
+from vmemlab import widgets
+
+explorer = widgets.MappingExplorer(view="dax vs HVO")
+explorer
+
+# %%
+view = explorer.render_static(order=9, view="dax vs HVO")
+view.figures[0]
+
+# %%
+print(view.text)
+
+# %% [markdown]
 # ## Exercises
 
 # %%

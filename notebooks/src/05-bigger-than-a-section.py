@@ -76,6 +76,28 @@ print('cover letter: "This further let us more than halve the overhead with 1GB 
       '(40M -> 16M per Tb)"')
 
 # %% [markdown]
+# ## Explore
+#
+# The explorer draws the page tables of one compound page for any order, kernel and
+# architecture; the cell after it is the same explorer at 1 GiB on kernel `v3`, rendered
+# statically.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Interactive widget: a live view nbval cannot compare; the next cells render it statically.
+from vmemlab import widgets
+
+explorer = widgets.MappingExplorer(order=18, size="2G", view="page tables")
+explorer
+
+# %%
+view = explorer.render_static(order=18, size="2G", view="page tables", kernel="v3")
+view.figures[0]
+
+# %%
+print(view.text)
+
+# %% [markdown]
 # ## Exercises
 
 # %%

@@ -70,6 +70,21 @@ for arch in ("x86_64", "arm64-64k", "ppc64-radix-64k"):
         print(f"{arch:>16} order {order:>2}: {format_size(pt.bytes_per_tib):>7} per TiB")
 
 # %% [markdown]
+# The explorer marks the configuration you pick (architecture, kernel, order, map) on these
+# curves; below it, the same explorer rendered statically for x86_64 at order 9.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Interactive widget: a live view nbval cannot compare; the next cell renders it statically.
+from vmemlab import widgets
+
+explorer = widgets.SavingsExplorer()
+explorer
+
+# %%
+print(explorer.render_static(arch="x86_64", kernel="6.6", order=9, map="mem").text)
+
+# %% [markdown]
 # **What to notice:** once deduplication starts, each curve halves with every order (the two
 # kept vmemmap pages serve twice as many struct pages) until it meets a floor: the PTE tables,
 # one per section of memmap, which every order still needs. Only the `v3` curve goes below that
