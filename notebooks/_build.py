@@ -11,6 +11,8 @@ source, rebuild, commit both.
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,45 @@ def parse(text: str) -> list[nbformat.NotebookNode]:
     return cells
 
 
+def _merge_streams(outputs: list) -> list:
+    """Join consecutive stdout (or stderr) chunks: how a kernel splits a cell's printing into
+    messages depends on timing, the text does not."""
+    merged: list = []
+    for o in outputs:
+        if (o.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == o.get("name")):
+            merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(o["text"])
+        else:
+            merged.append(o)
+    return merged
+
+
+def _stable_widget_ids(text: str) -> str:
+    """Widget model ids are random UUIDs; renumber them in a fixed order (the widgets each
+    output shows, then the models they refer to, breadth first) so a rebuild of an unchanged
+    chapter gives the same file.  nbval ignores widget views either way."""
+    nb = json.loads(text)
+    state = nb.get("metadata", {}).get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    queue = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+             for c in nb["cells"] for o in c.get("outputs", [])
+             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    order: dict[str, str] = {}
+    while queue:
+        mid = queue.pop(0)
+        if mid in order:
+            continue
+        order[mid] = f"{len(order) + 1:032x}"
+        refs = re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state.get(mid, {}),
+                                                                  sort_keys=True))
+        queue.extend(refs)
+    for mid in sorted(state, key=lambda k: json.dumps(state[k], sort_keys=True)):
+        order.setdefault(mid, f"{len(order) + 1:032x}")
+    renamed = re.sub(r"[0-9a-f]{32}", lambda m: order.get(m.group(0), m.group(0)), text)
+    return nbformat.writes(nbformat.reads(renamed, as_version=4))
+
+
 def build(src: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = parse(src.read_text())
@@ -60,10 +101,12 @@ def build(src: Path) -> Path:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.pop("id", None)
+        if cell.cell_type == "code":
+            cell.outputs = _merge_streams(cell.outputs)
     nb.metadata["language_info"] = {"name": "python"}
     nb.nbformat, nb.nbformat_minor = 4, 4
     out = HERE / (src.stem + ".ipynb")
-    nbformat.write(nb, out)
+    out.write_text(_stable_widget_ids(nbformat.writes(nb)) + "\n", encoding="utf-8")
     print(f"{out.name}: {len(nb.cells)} cells, {time.perf_counter() - t0:.1f}s")
     return out
 

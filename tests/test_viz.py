@@ -262,3 +262,17 @@ def test_gup_view_bars_are_model_and_letter():
 # -- rendering ------------------------------------------------------------------------------------
 def test_png_is_deterministic(p2m):
     assert to_png(vmemmap_mapping(p2m)) == to_png(vmemmap_mapping(p2m))
+
+
+def test_every_figure_shows_itself_as_png():
+    """Notebooks store a figure only if it has a PNG representation (no pyplot is imported):
+    every viz function must return a figure that renders itself."""
+    import vmemlab
+    from vmemlab import viz
+
+    p = vmemlab.plan("2G", align="1G")
+    for fig in (viz.vmemmap_mapping(p), viz.pagetable_view(p), viz.placement_view(p),
+                viz.struct_page_view(p), viz.savings_curves(arches=["x86_64"], kernels=["6.6"])):
+        png = fig._repr_png_()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", type(fig).__name__
+        assert repr(fig).startswith("<Figure size")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..memremap import pgmap_vmemmap_nr
-from ._style import C_REUSED, C_VIRT, FONT, OKABE_ITO
+from ._style import C_REUSED, C_VIRT, FONT, OKABE_ITO, ShownFigure
 from .adapters import Source, as_source, is_hvo_source, read_mapping, source_label
 
 #: fields shown per role and ``vmemlab.page.layout_key``; names are page.py's dtype names
@@ -135,7 +135,7 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
     xs = np.concatenate(([0.0], np.cumsum(widths)))
     heights = np.array([1.4 if "\n" in "".join(r) else 1.0 for r in grid_text])
     ys = np.concatenate(([0.0], np.cumsum(heights)))
-    fig = Figure(figsize=(1.9 * len(cols) + 2.4, 0.3 * ys[-1] + 1.0))
+    fig = ShownFigure(figsize=(1.9 * len(cols) + 2.4, 0.3 * ys[-1] + 1.0))
     fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, top=1 - 0.85 / (0.3 * ys[-1] + 1.0))
     ax = fig.add_subplot()
     ax.set_axis_off()
