@@ -213,3 +213,14 @@ def test_optimize_restore_roundtrip_keeps_struct_pages(kernel, nth, head_copy):
     hugetlb_vmemmap_restore(m, folio)
     for f in FIELDS:
         assert (read_field(m, pfns, f) == before[f]).all(), f
+
+
+def test_hvo_is_refused_where_the_arch_does_not_offer_it():
+    """arm64 turned HugeTLB vmemmap optimization off in 6.1 (060a2c92d1b6); the model offers
+    HVO on x86_64 only and refuses elsewhere without changing anything."""
+    m = Machine("arm64-4k", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    before = m.state()
+    with pytest.raises(KernelError, match="x86_64 only"):
+        hugetlb_vmemmap_optimize(m, folio)
+    assert m.state() == before

@@ -138,3 +138,15 @@ def test_import_is_fast_and_imports_no_matplotlib():
     seconds, mpl, ipw = r.stdout.split()
     assert mpl == "False" and ipw == "False"
     assert float(seconds) < 0.3
+
+
+@pytest.mark.parametrize("kernel", ["6.6", "6.12.117"])
+def test_failed_hot_add_restores_the_memmap_counter(kernel):
+    """A hot-add that runs out of RAM part way is undone section by section; the undo must take
+    back exactly what activation added to nr_memmap_pages (the deduplicated count on
+    6.12.117, which needs the pgmap on the deactivation path)."""
+    m = Machine("x86_64", kernel, ram=GiB)
+    m.ram.capacity = m.ram.used + 40  # room for a few sections' page tables and data
+    pg = DevPagemap(ranges=[(BASE, BASE + 4 * GiB)], vmemmap_shift=18, name="big")
+    refused(m, pg, "ENOMEM")
+    assert m.vmstat["nr_memmap_pages"] == 0

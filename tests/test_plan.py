@@ -156,3 +156,26 @@ def test_nr_memmap_pages_counter_by_variant(align, expect):
     assert vmemlab.plan("16G", align=align, kernel="6.6").nr_memmap_pages == 65536
     assert vmemlab.plan("16G", align=align, kernel="6.12.117").nr_memmap_pages == expect
     assert vmemlab.plan("16G", align=align, map="dev", kernel="6.12.117").nr_memmap_pages == 65536
+
+
+def test_arm64_opts_out_of_dax_vmemmap_optimization_from_6_4():
+    """arm64 does not select ARCH_WANT_OPTIMIZE_DAX_VMEMMAP (x86_64, powerpc radix and riscv
+    do), and vmemmap_can_optimize() requires it since 6.4; 5.19-6.3 had no arch gate."""
+    assert not vmemlab.plan("64G", align="2M", arch="arm64-4k", kernel="6.6").optimised
+    assert vmemlab.plan("64G", align="2M", arch="arm64-4k", kernel="5.19").optimised
+
+
+def test_map_dev_counts_compound_pages_from_pfn_first():
+    """With an altmap, memremap_pages' pfn_first() skips vmem_altmap_offset pages: for 16 GiB
+    with 2 MiB pages the 258 MiB data offset (kernel-facts.md §5) holds 129 compound pages, so
+    (16 GiB - 258 MiB) / 2 MiB = 8063 are initialised and referenced."""
+    p = vmemlab.plan("16G", align="2M", map="dev")
+    assert p.compound_pages == (16 * GiB - 258 * MiB) // (2 * MiB) == 8063
+    assert p._pgmap.ref == 8063
+
+
+def test_kernels_without_the_counter_report_none():
+    """nr_memmap_pages exists from 6.11 (kernel-facts.md §12)."""
+    assert vmemlab.plan("16G", kernel="5.17").nr_memmap_pages is None
+    assert vmemlab.plan("16G", kernel="5.19").nr_memmap_pages is None
+    assert vmemlab.plan("16G", kernel="6.6").nr_memmap_pages == 65536

@@ -53,13 +53,17 @@ class Arch:
     vmemmap_start: int
     #: the arch ``vmemmap_populate()`` maps a full section with PMD blocks (x86 with PSE, arm64 4K)
     vmemmap_hugepages: bool
-    #: ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` (6.4+ gate of ``vmemmap_can_optimize``)
+    #: ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` (6.4+ gate of ``vmemmap_can_optimize``):
+    #: selected by x86_64, powerpc (radix) and riscv, not by arm64
     arch_want_optimize_dax_vmemmap: bool
     #: the arch overrides ``vmemmap_populate_compound_pages`` (ppc64 radix, 6.6+)
     arch_compound_override: bool = False
     #: base-page vmemmap (partial sections, 16K/64K pages) takes pages from the altmap too;
     #: x86 passes a NULL altmap there, so partial-section memmap is always in RAM
     basepages_use_altmap: bool = True
+    #: HugeTLB Vmemmap Optimization available (``CONFIG_ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP``):
+    #: the model offers it on x86_64 only (arm64 turned it off in 6.1, 060a2c92d1b6)
+    arch_want_optimize_hugetlb_vmemmap: bool = False
     struct_page_size: int = 64
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -161,6 +165,7 @@ ARCHES: dict[str, Arch] = {
         section_size_bits=27, max_physmem_bits=46, dax_aligns=(4 * K, 2 * M, 1 * G),
         vmemmap_start=0xFFFFEA0000000000, vmemmap_hugepages=True,
         arch_want_optimize_dax_vmemmap=True, basepages_use_altmap=False,
+        arch_want_optimize_hugetlb_vmemmap=True,
         source="arch/x86/include/asm/sparsemem.h, pgtable_64_types.h (4-level paging)",
     ),
     "arm64-4k": Arch(
@@ -168,9 +173,13 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(12, ("pte", 512), ("pmd", 512), ("pud", 512), ("pgd", 512)),
         section_size_bits=27, max_physmem_bits=48, dax_aligns=(4 * K, 2 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=True,
-        arch_want_optimize_dax_vmemmap=True,
+        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA, 4 levels)",
         notes=("arm64 SECTION_SIZE_BITS was 30 before ~5.12",
+               "arm64 does not select ARCH_WANT_OPTIMIZE_DAX_VMEMMAP: from 6.4 device-dax "
+               "vmemmap is not deduplicated there (5.19-6.3 had no arch gate)",
+               "a partial section's memmap is mapped with base pages, as x86 and the 2024-25 "
+               "arm64 patch do; older arm64 kernels map a whole PMD block",
                "no HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD: device-dax offers 4K and 2M only"),
     ),
     "arm64-16k": Arch(
@@ -178,7 +187,7 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(14, ("pte", 2048), ("pmd", 2048), ("pud", 2048), ("pgd", 2)),
         section_size_bits=27, max_physmem_bits=48, dax_aligns=(16 * K, 32 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=False,
-        arch_want_optimize_dax_vmemmap=True,
+        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA: PGD has 2 entries)",
         notes=("arm64 vmemmap_populate() uses base pages unless CONFIG_ARM64_4K_PAGES",),
     ),
@@ -187,7 +196,7 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(16, ("pte", 8192), ("pmd", 8192), ("pgd", 64)),
         section_size_bits=29, max_physmem_bits=48, dax_aligns=(64 * K, 512 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=False,
-        arch_want_optimize_dax_vmemmap=True,
+        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA, 3 levels, PUD folded)",
     ),
     "ppc64-radix-64k": Arch(

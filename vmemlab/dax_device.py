@@ -164,6 +164,11 @@ def dax_mmap(m: Machine, pgmap: DevPagemap, phys_start: int, dev_size: int, alig
     size = dev_size if size is None else size
     if size <= 0:
         raise ParameterError("size", size, "a positive byte count")
+    dev_align = 1 << (a.page_shift + pgmap.vmemmap_shift)
+    if pgmap.vmemmap_shift and align != dev_align:
+        # dev_dax_probe derives vmemmap_shift from the device's align: they always agree
+        raise ParameterError("align", align, f"the device's align, {dev_align:#x} (its pgmap "
+                             f"has vmemmap_shift {pgmap.vmemmap_shift})")
     for name, val in (("vm_start", vm_start), ("size", size), ("offset", pgoff << a.page_shift)):
         if val % align:
             raise KernelError("EINVAL", "check_vma",

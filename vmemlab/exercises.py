@@ -288,7 +288,7 @@ def _teardown_refcount(r: random.Random, seed: int) -> Exercise:
     tail = int(m.pgtables.resolve(np.array([vpn_tail]))[0][0])
     for s in range(k):
         m.sparse.sparse_remove_section(pfn0 + s * a.PAGES_PER_SECTION, a.PAGES_PER_SECTION,
-                                       None)
+                                       None, pg)
     rc = int(m.frames.refcount[tail]) if m.frames.kind[tail] else 0
     return Exercise(
         "teardown-refcount", seed,

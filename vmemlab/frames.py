@@ -189,21 +189,15 @@ class FrameTable:
         self.refcount[host] += 1
         return fid
 
-    def alloc_altmap(self, altmap: VmemAltmap, count: int, order: int) -> np.ndarray | None:
-        """``count`` frames from the altmap, one ``altmap_alloc_block_buf`` each; ``None`` if it
-        runs out (after giving back what this call took, so nothing is half-allocated)."""
-        ids = []
-        size = 1 << (order + self.page_shift)
-        for _ in range(count):
-            pfn = altmap.altmap_alloc_block_buf(size, self.page_shift)
-            if pfn is None:
-                for fid in ids:
-                    self.free_frames(np.array([fid]))
-                return None
-            fid = int(self._new(1, order, VMEMMAP, DEVICE, pfn, False)[0])
-            self.altmap[fid] = altmap
-            ids.append(fid)
-        return np.array(ids, np.int64)
+    def alloc_altmap(self, altmap: VmemAltmap, order: int) -> int | None:
+        """One frame of ``1 << order`` pages from the altmap (``altmap_alloc_block_buf``), or
+        ``None`` when it cannot supply it (nothing is taken then)."""
+        pfn = altmap.altmap_alloc_block_buf(1 << (order + self.page_shift), self.page_shift)
+        if pfn is None:
+            return None
+        fid = int(self._new(1, order, VMEMMAP, DEVICE, pfn, False)[0])
+        self.altmap[fid] = altmap
+        return fid
 
     def alloc_altmap_pages(self, altmap: VmemAltmap, count: int) -> np.ndarray | None:
         """``count`` order-0 frames from the altmap in one go (order-0 blocks need no alignment)."""
@@ -223,17 +217,13 @@ class FrameTable:
         """``get_page()`` on each frame (``counts`` times); ids may repeat."""
         np.add.at(self.refcount, ids, counts)
 
-    def put(self, ids: np.ndarray, counts: np.ndarray | int = 1) -> np.ndarray:
-        """``put_page_testzero()``; frees and returns the ids whose count reached zero."""
+    def put(self, ids: np.ndarray) -> np.ndarray:
+        """``put_page_testzero()`` once per id (ids may repeat); frees and returns the frames
+        whose count reached zero."""
         ids = np.asarray(ids, np.int64)
         if ids.size == 0:
             return ids
-        if np.ndim(counts) == 0 and counts == 1:
-            uniq, counts = np.unique(ids, return_counts=True)
-        else:
-            uniq = np.unique(ids)
-            np.subtract.at(self.refcount, ids, counts)
-            counts = 0
+        uniq, counts = np.unique(ids, return_counts=True)
         rc = self.refcount[uniq] - counts
         if (rc < 0).any() or (self.kind[uniq] == FREE).any():
             raise AssertionError("put_page on a free frame: a double free in the model")

@@ -211,6 +211,11 @@ def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
                           f"kernel {m.kernel.name} has no HugeTLB vmemmap optimization")
     a = m.arch
+    if not a.arch_want_optimize_hugetlb_vmemmap:
+        raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
+                          f"{a.name}: HugeTLB vmemmap optimization is modelled on x86_64 only "
+                          "(CONFIG_ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP; arm64 turned it off in "
+                          "6.1)")
     if a.struct_page_size & (a.struct_page_size - 1):
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_init",
                           "cannot optimize vmemmap pages because struct page crosses page "

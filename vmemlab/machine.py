@@ -68,7 +68,10 @@ class Machine:
 
     # -- helpers used by the mm modules -----------------------------------------------------
     def memmap_pages_add(self, n: int) -> None:
-        """``memmap_pages_add()`` / ``memmap_boot_pages_add()`` (6.11+ vmstat counters)."""
+        """``memmap_pages_add()`` / ``memmap_boot_pages_add()`` (6.11+ vmstat counters; a
+        kernel variant without them keeps both at 0)."""
+        if not self.kernel.memmap_counter:
+            return
         self.vmstat["nr_memmap_boot_pages" if self.booting else "nr_memmap_pages"] += n
 
     def get_dev_pagemap(self, pfn: int):

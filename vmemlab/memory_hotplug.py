@@ -65,11 +65,12 @@ def __add_pages(m: Machine, nid: int, pfn: int, nr_pages: int, altmap: VmemAltma
             done.append((cpfn, cur))
     except KernelError:
         for cpfn, cur in reversed(done):
-            m.sparse.sparse_remove_section(cpfn, cur, altmap)
+            m.sparse.sparse_remove_section(cpfn, cur, altmap, pgmap)
         raise
 
 
-def __remove_pages(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None) -> None:
+def __remove_pages(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                   pgmap: DevPagemap | None = None) -> None:
     """``__remove_pages()``: ``sparse_remove_section`` for each section-bounded chunk."""
     check_pfn_span(m, pfn, nr_pages, "__remove_pages")
     chunks = section_chunks(m, pfn, nr_pages)
@@ -80,4 +81,4 @@ def __remove_pages(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | Non
             raise KernelError("EINVAL", "clear_subsection_map",
                               f"pfns {cpfn:#x}-{cpfn + cur - 1:#x} are not all present")
     for cpfn, cur in chunks:
-        m.sparse.sparse_remove_section(cpfn, cur, altmap)
+        m.sparse.sparse_remove_section(cpfn, cur, altmap, pgmap)

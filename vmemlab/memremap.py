@@ -117,14 +117,42 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     except KernelError:
         for i in reversed(range(done)):
             pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
-            __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap))
+            __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
+        for i in range(min(done + 1, len(pgmap.ranges))):
+            _clear_stray_vmemmap(m, pgmap, *pgmap.pfn_range(i, a.page_shift))
         pgmap.nr_range = 0
         pgmap.init_stats = []
+        m.forget_struct_pages(pgmap)
         raise
     pgmap.nr_range = len(pgmap.ranges)
-    pgmap.ref = sum(
-        (e - s) >> (a.page_shift + pgmap.vmemmap_shift) for s, e in pgmap.ranges)
+    # percpu_ref_get_many(pgmap->ref, pfn_len(pgmap, range_id)): from pfn_first(), which skips
+    # the pfns an altmap holds, one reference per compound page (5.17+)
+    pgmap.ref = sum(st.compound_pages for st in pgmap.init_stats)
     m.pgmaps.append(pgmap)
+
+
+def _clear_stray_vmemmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) -> None:
+    """After a failed hot-add, unmap any vmemmap page of ``[pfn, end_pfn)`` -- and the one
+    just past it -- that no present subsection uses.  Only the generic population loop with a
+    step smaller than two pages (5.19's small orders, ppc64's 16 MiB sections before its own
+    routine) leaves such pages (it maps the page after ``addr``); the
+    kernel would leak them, the model promises a failed operation changes nothing."""
+    import numpy as np
+
+    from .sparse_vmemmap import vmemmap_can_optimize
+
+    a = m.arch
+    step = min(pgmap_vmemmap_nr(pgmap), a.PAGES_PER_SECTION) * a.struct_page_size
+    small = step < 2 * a.PAGE_SIZE  # the loop's `size` (a section's memmap at most)
+    if not (small and vmemmap_can_optimize(m, pgmap_altmap(pgmap), pgmap)):
+        return
+    vs = (pfn * a.struct_page_size) >> a.page_shift
+    ve = -(-(end_pfn * a.struct_page_size) // a.PAGE_SIZE) + 1
+    vpns = np.arange(vs, ve, dtype=np.int64)
+    frames, _ = m.pgtables.resolve(vpns)
+    for v in vpns[frames >= 0].tolist():
+        if not m.sparse.memmap_in_use(v, v + 1):
+            m.pgtables.remove_range(v, v + 1)
 
 
 def memunmap_pages(m: Machine, pgmap: DevPagemap) -> None:
@@ -135,7 +163,7 @@ def memunmap_pages(m: Machine, pgmap: DevPagemap) -> None:
     a = m.arch
     for i in range(len(pgmap.ranges)):
         pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
-        __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap))
+        __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
     m.pgmaps.remove(pgmap)
     m.forget_struct_pages(pgmap)
     pgmap.ref = 0

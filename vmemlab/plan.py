@@ -52,7 +52,7 @@ class Plan:
     struct_pages_initialised: int
     vmemmap_pages_per_compound: int
     saved_vmemmap_pages_per_compound: int
-    nr_memmap_pages: int
+    nr_memmap_pages: int | None
     pagetables: dict[str, int] = field(default_factory=dict)
     namespace: dict[str, int] = field(default_factory=dict)
     ram_share: float | None = None
@@ -80,7 +80,8 @@ class Plan:
             ("saved vmemmap pages / compound",
              f"{self.saved_vmemmap_pages_per_compound} of {self.vmemmap_pages_per_compound}"),
             ("struct pages initialised", f"{self.struct_pages_initialised}"),
-            ("nr_memmap_pages (vmstat)", f"{self.nr_memmap_pages}"),
+            ("nr_memmap_pages (vmstat)", "-" if self.nr_memmap_pages is None
+             else f"{self.nr_memmap_pages}"),
         ]
         if self.ram_share is not None:
             rows.append(("share of RAM", f"{100 * self.ram_share:.4f}%"))
@@ -166,7 +167,8 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str =
     result = Plan(
         arch=a.name, kernel=k.name, size=size_b, align=align_b, map=map, start=start_b,
         ram=ram_b, page_size=ps, struct_page_size=a.struct_page_size, vmemmap_shift=shift,
-        compound_pages=struct_pages >> shift, struct_pages=struct_pages,
+        compound_pages=sum(st.compound_pages for st in pgmap.init_stats),
+        struct_pages=struct_pages,
         optimised=vmemmap_can_optimize(m, altmap, pgmap),
         ram_data_pages=d["ram_data_pages"], ram_pagetable_pages=d["ram_pagetable_pages"],
         device_data_pages=altmap.alloc if altmap else 0,
@@ -174,7 +176,8 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str =
         ram_bytes=ram_pages * ps,
         struct_pages_initialised=sum(s.struct_pages_initialised for s in pgmap.init_stats),
         vmemmap_pages_per_compound=per, saved_vmemmap_pages_per_compound=saved,
-        nr_memmap_pages=m.vmstat["nr_memmap_pages"] - before_vmstat["nr_memmap_pages"],
+        nr_memmap_pages=(m.vmstat["nr_memmap_pages"] - before_vmstat["nr_memmap_pages"]
+                         if k.memmap_counter else None),
         pagetables={key[:-7]: v for key, v in d.items() if key.endswith("_tables")},
         namespace={"dataoff": info.dataoff, "npfns": info.npfns, "end_trunc": info.end_trunc,
                    **({"altmap_base_pfn": altmap.base_pfn, "altmap_reserve": altmap.reserve,

@@ -119,7 +119,7 @@ class Sparse:
         try:
             populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
         except KernelError as e:
-            self.section_deactivate(pfn, nr_pages, altmap)
+            self.section_deactivate(pfn, nr_pages, altmap, pgmap=pgmap)
             raise KernelError("ENOMEM", "section_activate",
                               f"populating the memmap of pfns {pfn:#x}+{nr_pages} failed "
                               f"({e})") from e
@@ -150,15 +150,16 @@ class Sparse:
         return self.section_nr_vmemmap_pages(0, nr_pages)
 
     def section_deactivate(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
-                           populated: bool = False) -> None:
-        """``section_deactivate(pfn, nr_pages, altmap)``: clear the subsections, free their
-        memmap (``depopulate_section_memmap``), drop the section once it is empty."""
+                           populated: bool = False, pgmap: DevPagemap | None = None) -> None:
+        """``section_deactivate(pfn, nr_pages, altmap, pgmap)``: clear the subsections, free
+        their memmap (``depopulate_section_memmap``), drop the section once it is empty.  The
+        pgmap argument is the 2026 "pass @pgmap argument to memory deactivation paths"; the
+        model always passes it so the memmap counter can undo what activation added."""
         ms = self.sections[self.pfn_to_section_nr(pfn)]
         empty = self.clear_subsection_map(pfn, nr_pages)
         if not ms.early:
             # counted before the memmap goes: the 2026 fixes pass the pgmap down this path too
-            counted = self.section_nr_vmemmap_pages(pfn, nr_pages, altmap,
-                                                    self.m.get_dev_pagemap(pfn))
+            counted = self.section_nr_vmemmap_pages(pfn, nr_pages, altmap, pgmap)
             depopulate_section_memmap(self.m, pfn, nr_pages, altmap)
             if populated:
                 self.m.memmap_pages_add(-counted)
@@ -180,6 +181,7 @@ class Sparse:
                 del self.sections[nr]
             raise
 
-    def sparse_remove_section(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None) -> None:
+    def sparse_remove_section(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                              pgmap: DevPagemap | None = None) -> None:
         """``sparse_remove_section()`` -> ``section_deactivate``."""
-        self.section_deactivate(pfn, nr_pages, altmap, populated=True)
+        self.section_deactivate(pfn, nr_pages, altmap, populated=True, pgmap=pgmap)

@@ -118,13 +118,13 @@ def vmemmap_populate_hugepages(m: Machine, start: int, end: int,
         entry = pt.pmd_entry(k)
         if entry is None:
             if altmap is not None:
-                block = m.frames.alloc_altmap(altmap, 1, pmd_order)
+                block = m.frames.alloc_altmap(altmap, pmd_order)
                 if block is None:
                     raise KernelError(
                         "ENOMEM", "vmemmap_populate_hugepages",
                         f"the altmap cannot supply a {a.PMD_SIZE >> 20} MiB block "
                         f"({altmap.vmem_altmap_nr_free()} page(s) free); no fallback with an altmap")
-                pt.set_pmd_leaf(k, int(block[0]))
+                pt.set_pmd_leaf(k, block)
                 addr = nxt
                 continue
             try:
@@ -207,7 +207,8 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
     previous section's last vmemmap page.  No altmap is ever used here.
     """
     a, pt = m.arch, m.pgtables
-    if a.arch_compound_override:
+    if a.arch_compound_override and m.kernel.can_optimize_rule == "reserve_nr":
+        # the ppc64 radix override arrived with the 6.6 rule; 5.19-6.3 ran the generic code
         return _compound_pages_by_offset(m, start_pfn, start, end, pgmap)
     if reuse_compound_section(m, start_pfn, pgmap):
         if m.kernel.pmd_reuse and _v3_pmd_reuse(m, start_pfn, start, end, pgmap):

@@ -30,7 +30,7 @@ head, tail = m.pgtables.resolve(np.array([first_vpn, first_vpn + 1]))[0].tolist(
 print(f"before: head refcount {m.frames.refcount[head]}, tail refcount "
       f"{m.frames.refcount[tail]}, RAM pages {m.ram.used}")
 for s in range(8):
-    m.sparse.sparse_remove_section(pfn0 + s * a.PAGES_PER_SECTION, a.PAGES_PER_SECTION, None)
+    m.sparse.sparse_remove_section(pfn0 + s * a.PAGES_PER_SECTION, a.PAGES_PER_SECTION, None, pg)
     alive = m.frames.kind[tail] != 0
     print(f"removed section {s}: tail {'refcount ' + str(m.frames.refcount[tail]) if alive else 'freed'}"
           f", head {'alive' if m.frames.kind[head] else 'freed'}, RAM pages {m.ram.used}")

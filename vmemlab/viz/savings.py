@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from ..arch import ARCHES, get_arch
+from ..errors import VmemlabError
 from ..kernels import KERNELS
 from ..plan import plan
 from ..units import GiB, TiB, format_size
@@ -94,6 +95,15 @@ def savings_point(arch: str, kernel: str, order: int, map: str = "mem") -> Savin
                         a.PAGE_SIZE)
 
 
+def _bytes_or_gap(arch: str, kernel: str, order: int, map: str) -> float:
+    """A curve point, or NaN (a gap in the line) where the kernel refuses the configuration
+    (e.g. ppc64's 1 GiB compound pages with the generic pre-6.6 populate code)."""
+    try:
+        return max(savings_point(arch, kernel, order, map).bytes_per_tib, 1)
+    except VmemlabError:
+        return float("nan")
+
+
 def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] | None = None,
                    *, map: str = "mem", current: dict | None = None) -> Figure:
     """RAM for struct pages (+ PTE tables) per TiB against compound order, one panel per arch,
@@ -116,9 +126,8 @@ def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] |
         a = get_arch(arch)
         orders = explorable_orders(arch)
         for kname in kernels:
-            pts = [savings_point(arch, kname, o, map) for o in orders]
+            y = [_bytes_or_gap(arch, kname, o, map) for o in orders]
             color, ls, mk = KERNEL_STYLE.get(kname, ("black", "-", "o"))
-            y = [max(p.bytes_per_tib, 1) for p in pts]
             hollow = kname in HOLLOW
             ax.plot(orders, y, color=color, ls=ls, marker=mk, ms=7 if hollow else 3.5,
                     mfc="none" if hollow else color, lw=1.4, zorder=4 if hollow else 3,
