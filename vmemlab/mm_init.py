@@ -231,6 +231,9 @@ def memmap_init_zone_device(m: Machine, start_pfn: int, nr_pages: int, pgmap: De
         nr_pages = end_pfn - start_pfn
     pfns_per_compound = pgmap_vmemmap_nr(pgmap) if m.kernel.compound_devmap else 1
     per = compound_nr_pages(m, altmap, pgmap) if pfns_per_compound > 1 else 1
+    # 5.19-6.3 return 2 * PAGE_SIZE / sizeof(struct page) whatever the order, so for orders
+    # below 7 the kernel loop writes past each compound page (and past the range for the last
+    # one); device-dax never uses those orders, and the model writes one compound page at most
     per = min(per, pfns_per_compound)
     n_compound, total, lines = _loop_counts(m, nr_pages, pfns_per_compound, per)
     stats = InitStats(start_pfn, nr_pages, n_compound, pfns_per_compound, per, total, lines)
