@@ -91,5 +91,15 @@ ex.check(answer)
 
 # %% [markdown]
 # Stuck? `exercises.show_solutions()` reveals worked answers (and `ex.solution()` prints one).
-#
+# One more, to try the rhythm before chapter 01 (how many struct pages fit one page frame?):
+
+# %%
+ex2 = exercises.generate("pfn-to-page", seed=0)
+ex2
+
+# %%
+answer = None  # replace None with your number
+ex2.check(answer)
+
+# %% [markdown]
 # **Next:** [01 — struct page and the sparse vmemmap](01-struct-page-and-sparse-vmemmap.ipynb)
