@@ -91,7 +91,7 @@ ex.check(answer)
 
 # %% [markdown]
 # Stuck? `exercises.show_solutions()` reveals worked answers (and `ex.solution()` prints one).
-# One more, to try the rhythm before chapter 01 (how many struct pages fit one page frame?):
+# One more, a taste of chapter 01 (which vmemmap page holds a given pfn's struct page?):
 
 # %%
 ex2 = exercises.generate("pfn-to-page", seed=0)
