@@ -129,24 +129,23 @@ class ZoneDeviceInit:
         ``page->zone_device_data`` (they share words 1 and 2), so the template row is the
         zeroed page with flags, pgmap, ``_mapcount = -1`` and the initial refcount."""
         w = rows.view(np.uint64).reshape(-1, 8)
-        tmpl = np.zeros(1, rows.dtype)
-        tmpl["flags"] = self.flags_base
-        tmpl["pgmap"] = self.pgmap_token
-        tmpl["_mapcount"] = -1
-        tmpl["_refcount"] = self.refcount
-        w[:] = tmpl.view(np.uint64)
+        head = np.zeros(1, rows.dtype)                      # __init_zone_device_page
+        head["flags"] = self.flags_base
+        head["pgmap"] = self.pgmap_token
+        head["_mapcount"] = -1
+        head["_refcount"] = self.refcount
         if self.pfns_per_compound == 1:
+            w[:] = head.view(np.uint64)
             return
-        tail = idx != 0
-        tt = np.zeros(1, rows.dtype)
-        tt["_mapcount"] = -1                                # _refcount 0: set_page_count(page, 0)
-        t6 = tt.view(np.uint64)[6]
-        h0 = np.uint64(int(self.flags_base) | (1 << PG(m, "PG_head")))   # __SetPageHead
-        hva = head_va(m, pfns - idx) + np.uint64(1)         # set_compound_head
-        w[:, 0] = np.where(tail, np.uint64(self.flags_base), h0)
-        w[:, 1] = np.where(tail, hva, np.uint64(self.pgmap_token))
-        w[:, 3] = np.where(tail, np.uint64(TAIL_MAPPING), np.uint64(0))  # prep_compound_tail
-        w[:, 6] = np.where(tail, t6, w[:, 6])
+        head["flags"] |= np.uint64(1 << PG(m, "PG_head"))   # __SetPageHead
+        tail = head.copy()                                  # ... then prep_compound_tail:
+        tail["flags"] = self.flags_base
+        tail["mapping"] = TAIL_MAPPING
+        tail["_refcount"] = 0                               # set_page_count(page, 0)
+        w[:] = tail.view(np.uint64)
+        w[:, 1] = head_va(m, pfns - idx) + np.uint64(1)     # set_compound_head
+        heads = np.flatnonzero(idx == 0)
+        w[heads] = head.view(np.uint64)
         if self.nr_written > _prep_head_index(m):
             _prep_compound_head_rows(m, rows, idx, self.order)
 

@@ -412,7 +412,11 @@ class StructPageStore:
         self.key_of_slot.update(zip(slots.tolist(), keys))
         pfns = (np.asarray(vpns, np.int64)[:, None] * per
                 + np.arange(per, dtype=np.int64)[None, :]).ravel()
-        rows = np.zeros(n * per, self.dtype)
+        contiguous = not reuse
+        if contiguous:  # fresh slots are zeroed and adjacent: replay straight into the pool
+            rows = self.pool[fresh[0]:fresh[0] + n].reshape(-1)
+        else:
+            rows = np.zeros(n * per, self.dtype)
         owners: list[int | None] = [None] * n
         lo_pfn, hi_pfn = int(pfns.min()), int(pfns.max())
         for rec in self.records:
@@ -430,7 +434,8 @@ class StructPageStore:
             if rec.owner is not None:
                 for i in np.flatnonzero(sel.reshape(n, per).any(axis=1)).tolist():
                     owners[i] = rec.owner
-        self.pool[slots] = rows.reshape(n, per)
+        if not contiguous:
+            self.pool[slots] = rows.reshape(n, per)
         for k, o in zip(keys, owners):
             self.owner[k] = o
         self.materialised += n
