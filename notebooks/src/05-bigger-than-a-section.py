@@ -61,8 +61,8 @@ for q in (merged, v3):
 
 # %% [markdown]
 # **What to notice:** on the left every PMD entry has its own PTE table; on the right PMD
-# entries 2–7 all point at one table, whose reference count is the number of PMD entries using
-# it. Per terabyte:
+# entries 2–7 point at entry 1's table, so entries 1–7 share one table whose reference count
+# is the number of PMD entries using it. Per terabyte:
 
 # %%
 from vmemlab.units import format_size
