@@ -95,39 +95,16 @@ class ZoneDeviceInit:
         ``set_page_count(0)``, ``__SetPageHead``, ``prep_compound_head``).  Tails past
         ``nr_written`` get the same contents as a written tail of their compound page: that is
         what they read through the shared vmemmap page."""
-        step = self.pfns_per_compound
-        idx = (pfns - self.start_pfn) % step
-        if rows.flags.c_contiguous and rows.dtype.itemsize == 64:
-            return self._fill_words(m, rows, pfns, idx)
-        va = head_va(m, pfns)
-        rows["words"] = 0                                   # mm_zero_struct_page
-        rows["flags"] = self.flags_base                     # set_page_links + __SetPageReserved
-        rows["_refcount"] = self.refcount                   # init_page_count (type-dependent)
-        rows["_mapcount"] = -1                              # page_mapcount_reset
-        rows["lru_next"] = va + np.uint64(8)                # INIT_LIST_HEAD(&page->lru)
-        rows["lru_prev"] = va + np.uint64(8)
-        rows["pgmap"] = self.pgmap_token                    # page->pgmap = pgmap
-        rows["zone_device_data"] = 0                        # page->zone_device_data = NULL
-        if step == 1:
-            return
-        head = idx == 0
-        tail = ~head
-        rows["flags"][head] |= np.uint64(1 << PG(m, "PG_head"))   # __SetPageHead
-        hva = va[tail] - idx[tail].astype(np.uint64) * np.uint64(SIZEOF_STRUCT_PAGE)
-        rows["mapping"][tail] = TAIL_MAPPING                # prep_compound_tail
-        rows["compound_head"][tail] = hva + np.uint64(1)    # set_compound_head
-        rows["private"][tail] = 0
-        rows["_refcount"][tail] = 0                         # set_page_count(page, 0)
-        if self.nr_written > _prep_head_index(m):
-            _prep_compound_head_rows(m, rows, idx, self.order)
-
+        idx = (pfns - self.start_pfn) % self.pfns_per_compound
+        self._fill_words(m, rows, pfns, idx)
 
     def _fill_words(self, m: Machine, rows: np.ndarray, pfns: np.ndarray,
                     idx: np.ndarray) -> None:
-        """:meth:`fill` written as whole 64-bit words (same final contents, fewer passes):
-        ``INIT_LIST_HEAD(&page->lru)`` is overwritten by ``page->pgmap`` and
-        ``page->zone_device_data`` (they share words 1 and 2), so the template row is the
-        zeroed page with flags, pgmap, ``_mapcount = -1`` and the initial refcount."""
+        """The writes of :meth:`fill` as whole 64-bit words (``rows`` is a contiguous array of
+        64-byte struct pages, as the store always passes): ``INIT_LIST_HEAD(&page->lru)`` is
+        overwritten by ``page->pgmap`` and ``page->zone_device_data`` (they share words 1 and 2),
+        so each row is the final head or tail template, plus its ``compound_head``.  The eager
+        kernel loop (``eager=True``) writes field by field; tests compare the two."""
         w = rows.view(np.uint64).reshape(-1, 8)
         head = np.zeros(1, rows.dtype)                      # __init_zone_device_page
         head["flags"] = self.flags_base
