@@ -12,17 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NoReturn
 
 from .arch import ARCHES
-from .errors import VmemlabError
-from .kernels import KERNELS
+from .errors import ParameterError, VmemlabError
+from .kernels import KERNELS, kernel_names
 from .units import format_size
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error convention: one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"vmemlab: error: {message} (see: python -m vmemlab -h)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vmemlab", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    p = _Parser(prog="vmemlab", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = _Parser(add_help=False)
     common.add_argument("--size", required=True, help="namespace size, e.g. 16G, 1T")
     common.add_argument("--arch", default="x86_64", choices=list(ARCHES))
     common.add_argument("--start", default=None,
@@ -33,18 +41,25 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--align", default="2M", help="device-dax align: 4K, 2M, 1G (per arch)")
     pl.add_argument("--map", default="mem", choices=["mem", "dev"],
                     help="struct pages in RAM (mem) or on the device (dev)")
-    pl.add_argument("--kernel", default="6.6", choices=list(KERNELS))
+    pl.add_argument("--kernel", default="6.6", choices=kernel_names())
     cmp_ = sub.add_parser("compare", parents=[common],
                           help="RAM cost for every align, map and kernel variant")
-    cmp_.add_argument("--kernel", action="append", choices=list(KERNELS),
+    cmp_.add_argument("--kernel", action="append", choices=kernel_names(),
                       help="kernel variant(s) to compare (default: all)")
     return p
 
 
-def _int_or_size(v: str | None) -> int | str | None:
+def _int_or_size(v: str | None, name: str = "start") -> int | str | None:
+    """``--start`` as given: a hex address (``0x1000000000``) or a size (``64G``)."""
     if v is None:
         return None
-    return int(v, 0) if v.lower().startswith("0x") else v
+    if v.lower().startswith("0x"):
+        try:
+            return int(v, 16)
+        except ValueError:
+            raise ParameterError(name, v, "a hex address such as 0x1000000000, or a size "
+                                 "such as 64G") from None
+    return v
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -65,24 +80,41 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     arch = get_arch(args.arch)
     kernels = args.kernel or list(KERNELS)
+    start = _int_or_size(args.start)
     rows = []
     for align in arch.dax_aligns:
         for map_ in ("mem", "dev"):
             for k in kernels:
-                p = plan(args.size, align=align, map=map_, arch=arch.name, kernel=k,
-                         start=_int_or_size(args.start), ram=args.ram)
-                rows.append({"align": align, "map": map_, "kernel": k,
-                             "ram_bytes": p.ram_bytes, "device_bytes":
-                             (p.device_data_pages + p.device_align_pages) * p.page_size,
-                             "optimised": p.optimised})
+                row: dict = {"align": align, "map": map_, "kernel": k}
+                try:
+                    p = plan(args.size, align=align, map=map_, arch=arch.name, kernel=k,
+                             start=start, ram=args.ram)
+                except VmemlabError as e:  # one refused cell does not end the table
+                    row.update(ram_bytes=None, device_bytes=None, optimised=None,
+                               refused=str(e))
+                else:
+                    row.update(ram_bytes=p.ram_bytes, device_bytes=(
+                        p.device_data_pages + p.device_align_pages) * p.page_size,
+                        optimised=p.optimised)
+                rows.append(row)
+    if all("refused" in r for r in rows):
+        raise VmemlabError(rows[0]["refused"])
     if args.json:
         print(json.dumps(rows, sort_keys=True))
         return 0
-    print(f"{'align':>6} {'map':>4} {'kernel':>6} {'RAM':>10} {'device':>10}  dedup")
+    print(f"{'align':>6} {'map':>4} {'kernel':>8} {'RAM':>10} {'device':>10}  dedup")
+    refused = []
     for r in rows:
-        print(f"{format_size(r['align']):>6} {r['map']:>4} {r['kernel']:>6} "
+        if "refused" in r:
+            refused.append(r)
+            print(f"{format_size(r['align']):>6} {r['map']:>4} {r['kernel']:>8} "
+                  f"{'refused':>10} {'-':>10}  [{len(refused)}]")
+            continue
+        print(f"{format_size(r['align']):>6} {r['map']:>4} {r['kernel']:>8} "
               f"{format_size(r['ram_bytes']):>10} {format_size(r['device_bytes']):>10}  "
               f"{'yes' if r['optimised'] else 'no'}")
+    for i, r in enumerate(refused, 1):
+        print(f"[{i}] {r['refused']}")
     return 0
 
 

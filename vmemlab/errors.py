@@ -15,7 +15,7 @@ Both derive from :class:`VmemlabError` (a :class:`ValueError`), so callers that 
 
 from __future__ import annotations
 
-ERRNO = {"EPERM": 1, "ENOENT": 2, "EIO": 5, "ENXIO": 6, "E2BIG": 7, "ENOMEM": 12, "EBUSY": 16,
+ERRNO = {"EPERM": 1, "ENOENT": 2, "EIO": 5, "ENXIO": 6, "E2BIG": 7, "ENOMEM": 12, "EFAULT": 14, "EBUSY": 16,
          "EEXIST": 17, "EINVAL": 22, "ERANGE": 34, "EOPNOTSUPP": 95, "ENOTSUPP": 524}
 
 

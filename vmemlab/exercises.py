@@ -12,6 +12,8 @@ True
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 from collections.abc import Callable
@@ -21,6 +23,22 @@ from .errors import ParameterError
 from .units import format_size
 
 _SHOW = os.environ.get("VMEMLAB_SOLUTIONS", "") == "1"
+
+
+def _whole_number(answer: object) -> int | None:
+    """``answer`` as an int if it is a whole number (an int, a numpy integer, a float with no
+    fraction, or a string of digits); ``None`` otherwise (bools, 16894.9, inf, NaN, words)."""
+    if isinstance(answer, bool):
+        return None
+    if isinstance(answer, numbers.Integral):
+        return int(answer)
+    if isinstance(answer, numbers.Real):
+        v = float(answer)
+        return int(v) if math.isfinite(v) and v.is_integer() else None
+    if isinstance(answer, str):
+        text = answer.strip().replace("_", "").replace(",", "")
+        return int(text) if text.lstrip("+-").isdigit() else None
+    return None
 
 
 def show_solutions(on: bool = True) -> None:
@@ -66,10 +84,10 @@ class Exercise:
             if _SHOW:
                 msg += f"\nSolution: {self.answer}\n{self.explanation}"
             return CheckResult(None, msg)
-        try:
-            ok = int(answer) == self.answer
-        except (TypeError, ValueError):
+        value = _whole_number(answer)
+        if value is None:
             return CheckResult(False, f"{answer!r} is not a whole number; the answer is a count.")
+        ok = value == self.answer
         if ok:
             return CheckResult(True, f"Right: {self.answer}.\n{self.explanation}")
         msg = f"Not quite: {answer} is not it."

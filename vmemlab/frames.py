@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import KernelError
+from .errors import KernelError, ParameterError
 
 FREE, VMEMMAP, PAGETABLE = 0, 1, 2
 RAM, DEVICE = 0, 1
@@ -87,6 +87,15 @@ class VmemAltmap:
     align: int = 0
     alloc: int = 0
 
+    def __post_init__(self) -> None:
+        from .units import as_int
+
+        for name in ("base_pfn", "end_pfn", "reserve", "free", "align", "alloc"):
+            setattr(self, name, as_int(name, getattr(self, name), 0, None,
+                                       "a page count or pfn >= 0 (an int)"))
+        if self.end_pfn < self.base_pfn:
+            raise ParameterError("end_pfn", self.end_pfn, f">= base_pfn ({self.base_pfn:#x})")
+
     def vmem_altmap_offset(self) -> int:
         """``vmem_altmap_offset()``: pfns from ``base_pfn`` to the first device data pfn."""
         return self.reserve + self.free
@@ -144,6 +153,9 @@ class FrameTable:
         #: the frame of the page that hosts it; -1 for ordinary frames
         self.frag_of = np.full(cap, -1, np.int64)
         self.altmap: dict[int, VmemAltmap] = {}  # frame id -> altmap it came from
+        #: called with the ids of frames about to be freed (the struct page store forgets
+        #: their contents)
+        self.on_free: list = []
 
     # -- growth ---------------------------------------------------------------------------
     def _reserve(self, extra: int) -> None:
@@ -247,6 +259,8 @@ class FrameTable:
             self.put(hosts)
             if ids.size == 0:
                 return
+        for hook in self.on_free:
+            hook(ids)
         home = self.home[ids]
         pages = np.int64(1) << self.order[ids].astype(np.int64)
         on_dev = home == DEVICE

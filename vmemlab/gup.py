@@ -81,6 +81,7 @@ from .errors import KernelError, ParameterError
 from .frames import DEVICE, RAM
 from .mm_init import CACHE_LINE
 from .sparse_vmemmap import compound_nr_pages
+from .units import as_int
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -336,6 +337,9 @@ class GupResult:
     #: struct pages the call read or wrote, as half-open pfn intervals (may overlap)
     touched: tuple[np.ndarray, np.ndarray] = field(
         default_factory=lambda: (np.empty(0, np.int64), np.empty(0, np.int64)), repr=False)
+    #: the references were given back (``unpin_user_pages`` / ``put_page``): a second release
+    #: of the same ``pages[]`` would drop somebody else's references, so it is refused
+    released: bool = False
 
     def touched_struct_pages(self) -> tuple[np.ndarray, np.ndarray]:
         """Every struct page the call touched (sorted pfns) and where it lives: ``RAM`` (0) or
@@ -669,11 +673,16 @@ def gup_fast(vma: DaxVma, start: int, nr_pages: int, gup_flags: int, *,
     if bool(gup_flags & FOLL_GET) == bool(gup_flags & FOLL_PIN):
         raise ParameterError("gup_flags", gup_flags, "exactly one of FOLL_GET and FOLL_PIN")
     a = m.arch
-    if start % a.PAGE_SIZE or nr_pages < 0:
-        raise ParameterError("start", start, "page aligned, with nr_pages >= 0")
+    gup_flags = as_int("gup_flags", gup_flags, 0, None, "FOLL_* flags (an int)")
+    start = as_int("start", start, 0, (1 << 64) - 1, "a user virtual address (an int)")
+    nr_pages = as_int("nr_pages", nr_pages, 0, None, "a page count >= 0 (an int)")
+    if start % a.PAGE_SIZE:
+        raise ParameterError("start", start, f"page aligned ({a.PAGE_SIZE:#x})")
     end = start + (nr_pages << a.page_shift)
     op = "pin_user_pages_fast" if gup_flags & FOLL_PIN else "get_user_pages_fast"
-    if nr_pages == 0 or gup_flags & FOLL_LONGTERM:
+    if nr_pages == 0 or gup_flags & FOLL_LONGTERM or vma.pgmap not in m.pgmaps:
+        # (memunmap_pages zaps the user mappings of a torn-down device first: GUP-fast then
+        # finds no present leaf and returns 0 pages)
         w = _Walk(*(np.empty(0, np.int64),) * 3, {}, 0)
     else:
         if not vma.vm_start <= start < end <= vma.vm_end:
@@ -722,6 +731,9 @@ def _release(m: Machine, pages: GupResult | np.ndarray, pin: bool, apply: bool) 
     consecutive pfns split at compound-page boundaries, so 128 GiB of 2M pages is 65536
     pieces, not 33.5M entries."""
     op = "unpin_user_pages" if pin else "put_page"
+    if isinstance(pages, GupResult) and pages.released and apply:
+        raise KernelError("EINVAL", op, "these pages[] were released already; releasing them "
+                          "again would drop references another caller holds (nothing changed)")
     rs, rl = _runs_of(pages)
     n = int(rl.sum())
     c = GupCounters(op=op, variant=m.kernel.gup, nr_pages=n)
@@ -810,6 +822,8 @@ def _release(m: Machine, pages: GupResult | np.ndarray, pin: bool, apply: bool) 
         refs.add(uh, "refcount", dref)
         if pin and has_pin.any():
             refs.add(uh[has_pin] + off_h[has_pin], "pincount", -refs_per_head[has_pin])
+        if isinstance(pages, GupResult):
+            pages.released = True
     return c
 
 
@@ -1032,6 +1046,8 @@ def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str =
     from .plan import plan
     from .units import parse_size
 
+    if flags not in ("get", "pin"):
+        raise ParameterError("flags", flags, "'get' (FOLL_GET) or 'pin' (FOLL_PIN)")
     key = (size, flags, map, kernel, align, variant)
     if key not in _COUNTER_CACHE:
         nbytes = parse_size(size)

@@ -287,6 +287,8 @@ def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
         raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
                           f"HugeTLB page at pfn {folio.head_pfn:#x} is already optimized "
                           "(HPageVmemmapOptimized); the kernel returns without doing anything")
+    if head_copy is not None and not isinstance(head_copy, bool):
+        raise ParameterError("head_copy", head_copy, "True, False or None (the variant's default)")
     reserve = _check_optimizable(m, folio)
     if head_copy is None:
         head_copy = reserve == 1 and m.kernel.layout == "folio"
@@ -427,7 +429,14 @@ def contrast_with_device_dax(order: int = 9, kernel: str = "6.6") -> dict[str, d
     TAIL page; HVO remaps a populated memmap and reuses the HEAD page (5.18+)."""
     from .machine import Machine
     from .memremap import DevPagemap, memremap_pages
+    from .units import as_int
 
+    orders = [o for o in hugetlb_orders(Machine("x86_64", kernel)) if o]
+    order = as_int("order", order, None, None, "a HugeTLB order on x86_64: "
+                   + ", ".join(map(str, orders)))
+    if order not in orders:
+        raise ParameterError("order", order, "a HugeTLB order on x86_64: "
+                             + ", ".join(map(str, orders)))
     m = Machine("x86_64", kernel)
     a = m.arch
     start = 64 << 30

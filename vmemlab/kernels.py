@@ -79,13 +79,21 @@ PRE_COMPOUND = Kernel("5.16", False, False, None, False, "base", 2, "page2", "5.
                       "2022-01", "base-page devmaps (before compound pagemaps)")
 
 
+def kernel_names() -> list[str]:
+    """Every name :func:`get_kernel` accepts: ``5.16`` (base-page devmaps, before compound
+    pagemaps: the "before" of the cover letter's GUP table) and the :data:`KERNELS` variants.
+    The engine, the planner and the CLI accept all of them; 5.16 is kept out of
+    :data:`KERNELS` because it has no vmemmap optimisation to compare."""
+    return [PRE_COMPOUND.name, *KERNELS]
+
+
 def get_kernel(kernel: str | Kernel = DEFAULT_KERNEL) -> Kernel:
-    """Look up a :class:`Kernel` variant by name (``"v3"``, ``"5.17"``, ``"5.19"``, ``"6.6"``)."""
+    """Look up a :class:`Kernel` variant by name (one of :func:`kernel_names`)."""
     if isinstance(kernel, Kernel):
         return kernel
     if kernel == PRE_COMPOUND.name:
         return PRE_COMPOUND
     try:
         return KERNELS[str(kernel)]
-    except KeyError:
-        raise ParameterError("kernel", kernel, "one of " + ", ".join(KERNELS)) from None
+    except (KeyError, TypeError):
+        raise ParameterError("kernel", kernel, "one of " + ", ".join(kernel_names())) from None

@@ -30,6 +30,9 @@ class Machine:
         self.arch = get_arch(arch)
         self.kernel = get_kernel(kernel)
         ram = None if ram is None else parse_size(ram, "ram")
+        if ram is not None and ram > 1 << self.arch.max_physmem_bits:
+            raise ParameterError("ram", ram, f"at most 2^{self.arch.max_physmem_bits} bytes "
+                                 f"(MAX_PHYSMEM_BITS on {self.arch.name})")
         cap = None if ram is None else ram >> self.arch.page_shift
         self.ram = RamAllocator(cap)
         self.frames = FrameTable(self.ram, self.arch.page_shift)

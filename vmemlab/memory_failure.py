@@ -55,6 +55,7 @@ from .page import (
     read_field,
     struct_pages,
 )
+from .units import as_int
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -165,8 +166,9 @@ def memory_failure(m: Machine, pfn: int, flags: int = 0, mappings: Any = (),
     modelled (:class:`ParameterError`)."""
     a = m.arch
     ps = a.page_shift
-    if pfn < 0:
-        raise ParameterError("pfn", pfn, "a non-negative page frame number")
+    pfn = as_int("pfn", pfn, 0, (1 << (64 - ps)) - 1,
+                 f"a page frame number from 0 to 2^{64 - ps} - 1 (an int)")
+    flags = as_int("flags", flags, 0, None, "MF_* flags (an int)")
     if pfn < (m.boot_ram_end >> ps):
         raise ParameterError("pfn", pfn, "a ZONE_DEVICE pfn: memory_failure on System RAM "
                              "(the online-page path) is not modelled")

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .errors import KernelError, ParameterError
 from .frames import VmemAltmap
-from .memory_hotplug import __add_pages, __remove_pages
+from .memory_hotplug import __add_pages, __remove_pages, section_chunks
+from .units import as_int
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -86,9 +89,7 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     from .mm_init import memmap_init_zone_device
 
     a = m.arch
-    if pgmap.vmemmap_shift < 0 or pgmap.vmemmap_shift > a.max_order:
-        raise ParameterError("vmemmap_shift", pgmap.vmemmap_shift,
-                             f"an order from 0 to {a.max_order} on {a.name}")
+    _check_pgmap(m, pgmap)
     if pgmap_altmap(pgmap) is not None and len(pgmap.ranges) > 1:
         raise KernelError("EINVAL", "pagemap_range", "altmap not supported for multiple ranges")
     if pgmap in m.pgmaps:
@@ -112,6 +113,7 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
             pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
             __add_pages(m, nid, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
             done += 1
+            _check_memmap_mapped(m, pfn, end_pfn)
             pgmap.init_stats.append(
                 memmap_init_zone_device(m, pfn, end_pfn - pfn, pgmap))
     except KernelError:
@@ -120,6 +122,7 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
             __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
         for i in range(min(done + 1, len(pgmap.ranges))):
             _clear_stray_vmemmap(m, pgmap, *pgmap.pfn_range(i, a.page_shift))
+        m.pgtables.prune_empty()
         pgmap.nr_range = 0
         pgmap.init_stats = []
         m.forget_struct_pages(pgmap)
@@ -131,14 +134,81 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     m.pgmaps.append(pgmap)
 
 
+def _check_pgmap(m: Machine, pgmap: DevPagemap) -> None:
+    """What ``memremap_pages`` and its device-dax caller refuse before touching anything.
+
+    * ``nr_range`` 0: ``WARN_ONCE(!nr_range, "nr_range must be specified")``, -EINVAL
+      (mm/memremap.c, 5.10+).
+    * A compound page larger than a range: device-dax refuses such a device before it builds
+      the pgmap (``dev_dax_validate_align()``, drivers/dax/bus.c: the device size and every
+      range length must be multiples of ``align``), -EINVAL; ``vmemmap_shift`` is
+      ``order_base_2(align >> PAGE_SHIFT)`` there, so it never exceeds what the range holds.
+    * Values the model cannot express (a float order, a negative or unaligned address) are
+      :class:`ParameterError`.
+    """
+    a = m.arch
+    if not isinstance(pgmap, DevPagemap):
+        raise ParameterError("pgmap", pgmap, "a DevPagemap")
+    shift = as_int("vmemmap_shift", pgmap.vmemmap_shift, 0, a.max_order,
+                   f"an order from 0 to {a.max_order} on {a.name} (an int)")
+    pgmap.vmemmap_shift = shift
+    ranges = pgmap.ranges
+    if not isinstance(ranges, (list, tuple)):
+        raise ParameterError("ranges", ranges, "a list of (start, end) physical byte ranges")
+    if len(ranges) == 0:
+        raise KernelError("EINVAL", "memremap_pages", "nr_range must be specified (WARN_ONCE)")
+    limit = 1 << 64  # a phys_addr_t; MAX_PHYSMEM_BITS is __add_pages' check (-E2BIG)
+    clean = []
+    for i, r in enumerate(ranges):
+        if not isinstance(r, (list, tuple)) or len(r) != 2:
+            raise ParameterError(f"ranges[{i}]", r, "a (start, end) pair of byte addresses")
+        s = as_int(f"ranges[{i}] start", r[0], 0, limit,
+                   "a physical byte address below 2^64 (an int)")
+        e = as_int(f"ranges[{i}] end", r[1], 0, limit,
+                   "a physical byte address up to 2^64 (an int)")
+        if e <= s:
+            raise ParameterError(f"ranges[{i}]", r, "start < end (end is exclusive)")
+        if (e - s) >> a.page_shift < 1 << shift:
+            raise KernelError(
+                "EINVAL", "dev_dax_validate_align",
+                f"range {i} ({(e - s) >> 20} MiB) is smaller than one compound page of order "
+                f"{shift} ({(1 << (shift + a.page_shift)) >> 20} MiB)")
+        clean.append((s, e))
+    pgmap.ranges = clean
+
+
+def _check_memmap_mapped(m: Machine, pfn: int, end_pfn: int) -> None:
+    """``memmap_init_zone_device`` writes every struct page of the range through the vmemmap;
+    where the population left a hole the kernel faults there ("BUG: unable to handle page
+    fault").  The generic ``vmemmap_populate_range()`` loop (``for (; addr < end; addr +=
+    PAGE_SIZE)``, mm/sparse-vmemmap.c 5.19-6.12) misses the last vmemmap page when ``start``
+    is not page-aligned and the memmap ends in the next page -- a subsection's memmap is half
+    a page on arm64 16K and 1/32 on 64K.  The model refuses such a hot-add (-EFAULT) instead
+    of leaving pfn_valid() pfns whose struct pages cannot be read."""
+    a = m.arch
+    sz = a.struct_page_size
+    # only a chunk whose memmap starts inside a page can end on a page the loop never visits
+    last = [((c + n) * sz - 1) >> a.page_shift for c, n in section_chunks(m, pfn, end_pfn - pfn)
+            if (c * sz) % a.PAGE_SIZE]
+    if not last:
+        return
+    vpns = np.unique(np.array(last, np.int64))
+    frames, _ = m.pgtables.resolve(vpns)
+    if (frames < 0).any():
+        vpn = int(vpns[np.flatnonzero(frames < 0)[0]])
+        raise KernelError(
+            "EFAULT", "memmap_init_zone_device",
+            f"the memmap of pfns {pfn:#x}-{end_pfn - 1:#x} has a hole at vmemmap page {vpn}: "
+            f"vmemmap_populate_range() stepped over it from an unaligned start; the kernel "
+            f"would fault writing those struct pages")
+
+
 def _clear_stray_vmemmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) -> None:
     """After a failed hot-add, unmap any vmemmap page of ``[pfn, end_pfn)`` -- and the one
     just past it -- that no present subsection uses.  Only the generic population loop with a
     step smaller than two pages (5.19's small orders, ppc64's 16 MiB sections before its own
     routine) leaves such pages (it maps the page after ``addr``); the
     kernel would leak them, the model promises a failed operation changes nothing."""
-    import numpy as np
-
     from .sparse_vmemmap import vmemmap_can_optimize
 
     a = m.arch

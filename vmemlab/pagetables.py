@@ -265,6 +265,28 @@ class KernelPageTables:
         if data:
             self.frames.put(np.concatenate(data))
 
+    def prune_empty(self) -> None:
+        """Free every table left without entries: PTE tables with no present PTE, then upper
+        tables with no children.  Called on the failure path of a hot-add so that a refused
+        operation leaves no page-table page behind (x86's ``remove_pagetable`` frees such
+        tables over the range it clears; the model sweeps them all, there are no others)."""
+        for k, t in list(self.entries[1].items()):
+            if k in self.pmd_leaf or t not in self.pte:
+                continue
+            if (self.pte[t] < 0).all() and self.frames.refcount[t] == 1:
+                del self.pte[t]
+                self.pte_ro.pop(t, None)
+                del self.entries[1][k]
+                self.frames.put(np.array([t]))
+                self._child_gone(1, k)
+        for level in range(2, len(self.entries)):
+            for idx, fid in list(self.entries[level].items()):
+                if self.children.get(fid, 1) == 0 and idx in self.entries[level]:
+                    del self.children[fid]
+                    del self.entries[level][idx]
+                    self.frames.put(np.array([fid]))
+                    self._child_gone(level, idx)
+
     # -- counts ------------------------------------------------------------------------------
     def table_counts(self) -> dict[str, int]:
         """Number of page-table pages per level (the PGD, which always exists, is left out)."""

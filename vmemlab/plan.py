@@ -105,26 +105,48 @@ def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
     return hi - lo, (hi - lo) - unique
 
 
-def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str = "x86_64",
-         kernel: str = "6.6", start: int | str | None = None, ram: int | str | None = None,
+def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str | None = None,
+         kernel: str | None = None, start: int | str | None = None, ram: int | str | None = None,
          strict: bool = True, machine: Machine | None = None) -> Plan:
     """Populate a device-dax namespace of ``size`` bytes in the model and report its cost.
 
     :param size: raw namespace size (bytes or ``"16G"``); struct pages cover all of it
     :param align: device-dax alignment (``"4K"``, ``"2M"``, ``"1G"``); sets ``vmemmap_shift``
     :param map: ``"mem"`` (struct pages in RAM) or ``"dev"`` (on the device, via an altmap)
-    :param arch: an :data:`vmemlab.arch.ARCHES` name
-    :param kernel: a :data:`vmemlab.kernels.KERNELS` name
+    :param arch: an :data:`vmemlab.arch.ARCHES` name (default ``x86_64``, or the machine's)
+    :param kernel: a :func:`vmemlab.kernels.kernel_names` name (default ``6.6``, or the
+        machine's)
     :param start: physical start (default :data:`DEFAULT_START`, or above ``ram``)
     :param ram: the machine's RAM; boots it and refuses with -ENOMEM if struct pages do not fit
     :param strict: refuse alignments device-dax does not offer on ``arch`` (False to explore)
-    :param machine: populate into this machine instead of a new one (it keeps the namespace)
+    :param machine: populate into this machine instead of a new one (it keeps the namespace);
+        its arch, kernel and RAM are the plan's (asking for others is a ParameterError)
     """
-    a = get_arch(arch)
-    k = get_kernel(kernel)
+    if machine is not None:
+        # plan into the machine as it is: its arch and kernel, unless the caller asked for
+        # other ones explicitly
+        for name, asked, has in (("arch", arch, machine.arch), ("kernel", kernel, machine.kernel)):
+            if asked is not None and (get_arch(asked) if name == "arch" else get_kernel(asked)) \
+                    is not has:
+                raise ParameterError(name, asked, f"{has.name!r}, the machine's {name} (or "
+                                     f"leave it out)")
+        arch, kernel = machine.arch, machine.kernel
+        if ram is not None:
+            raise ParameterError("ram", ram, "None with machine= (the machine has its RAM)")
+    a = get_arch("x86_64" if arch is None else arch)
+    k = get_kernel("6.6" if kernel is None else kernel)
+    if not isinstance(strict, bool):
+        raise ParameterError("strict", strict, "True or False")
     size_b = parse_size(size, "size")
     align_b = parse_size(align, "align")
     ram_b = None if ram is None else parse_size(ram, "ram")
+    if ram_b is not None and ram_b > 1 << a.max_physmem_bits:
+        raise ParameterError("ram", ram, f"at most 2^{a.max_physmem_bits} bytes "
+                             f"(MAX_PHYSMEM_BITS on {a.name})")
+    if size_b > 1 << a.max_physmem_bits:
+        raise KernelError("E2BIG", "check_hotplug_memory_addressable",
+                          f"a {format_size(size_b)} namespace does not fit in MAX_PHYSMEM_BITS "
+                          f"({a.max_physmem_bits} bits) on {a.name}")
     if map not in ("mem", "dev"):
         raise ParameterError("map", map, "'mem' (struct pages in RAM) or 'dev' (on the device)")
     if start is None:

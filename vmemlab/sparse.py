@@ -18,6 +18,7 @@ from .sparse_vmemmap import (
     populate_section_memmap,
     vmemmap_can_optimize,
 )
+from .units import as_int
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -66,6 +67,9 @@ class Sparse:
     def pfn_valid(self, pfn: int) -> bool:
         """``pfn_valid()``: the pfn's section exists and (hot-added sections) its subsection is
         present."""
+        pfn = as_int("pfn", pfn, None, None, "a page frame number (an int)")
+        if pfn < 0:
+            return False
         ms = self.sections.get(self.pfn_to_section_nr(pfn))
         if ms is None:
             return False

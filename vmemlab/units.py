@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
 from .errors import ParameterError
@@ -20,10 +22,10 @@ def parse_size(value: int | str, name: str = "size") -> int:
     """
     if isinstance(value, bool):
         raise ParameterError(name, value, "a byte count or a size such as '2M', '16G', '1T'")
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):  # int and numpy integers
         if value < 0:
             raise ParameterError(name, value, "a non-negative byte count")
-        return value
+        return int(value)
     if isinstance(value, str):
         m = _RE.match(value)
         if m:
@@ -45,3 +47,40 @@ def format_size(nbytes: int) -> str:
                 return f"{nbytes >> shift}{suffix}"
             return f"{nbytes / (1 << shift):.2f}{suffix}"
     return f"{nbytes}B"
+
+
+def as_int(name: str, value: object, lo: int | None = None, hi: int | None = None,
+           allowed: str | None = None) -> int:
+    """``value`` as a Python int if it is an integer (``int`` or a numpy integer, never a bool,
+    float or string) within ``[lo, hi]``; otherwise :class:`ParameterError` naming ``name``.
+
+    >>> as_int("order", 9, 0, 18)
+    9
+    """
+    what = allowed or _range_text(lo, hi)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(name, value, what)
+    v = int(value)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ParameterError(name, value, what)
+    return v
+
+
+def as_number(name: str, value: object) -> float:
+    """``value`` as a finite float (ints, floats, numpy numbers; not bools, NaN or infinities)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ParameterError(name, value, "a finite number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ParameterError(name, value, "a finite number")
+    return v
+
+
+def _range_text(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"an integer from {lo} to {hi}"
+    if lo is not None:
+        return f"an integer >= {lo}"
+    if hi is not None:
+        return f"an integer <= {hi}"
+    return "an integer"
