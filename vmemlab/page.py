@@ -231,6 +231,7 @@ class StructPageStore:
         self.pgmaps: dict[int, Any] = {}
         self.mappings: dict[int, Any] = {}
         self.materialised = 0  # physical pages ever materialised (a cost counter)
+        m.frames.on_free.append(self.drop_frames)
         if m.boot_ram_end:
             self.add_init_record(0, m.boot_ram_end >> a.page_shift, self._boot_ram_fill,
                                  what="boot RAM memmap_init")
@@ -262,19 +263,57 @@ class StructPageStore:
         frames, never materialised), so no stored page needs refreshing."""
         rec = InitRecord(lo, hi, fill, owner, what)
         self.records.append(rec)
+        self._apply_to_materialised(rec)
         return rec
 
+    def _edge_vpns(self, lo: int, hi: int) -> np.ndarray:
+        """Vmemmap pages holding struct pages of pfns ``[lo, hi)`` that may also hold struct
+        pages of other pfns: the first and the last (a range's memmap need not fill whole
+        pages: 64K pages hold 1024 struct pages, more than a 2 MiB subsection has)."""
+        per = self.per_page
+        return np.unique(np.array([lo // per, (hi - 1) // per], np.int64))
+
+    def _apply_to_materialised(self, rec: InitRecord) -> None:
+        """A new record also writes pages that were materialised before it existed: a vmemmap
+        page shared with a range mapped earlier (and read since).  The interior of a new
+        range's memmap is freshly populated, so only its edge pages can be affected."""
+        if not self.slot:
+            return
+        m, per = self.m, self.per_page
+        vpns = self._edge_vpns(rec.lo, rec.hi)
+        home, ppfn = m.pgtables.resolve_pfn(vpns)
+        for vpn, h, p in zip(vpns.tolist(), home.tolist(), ppfn.tolist()):
+            s = self.slot.get((h, p)) if p >= 0 else None
+            if s is None:
+                continue
+            pfns = vpn * per + np.arange(per, dtype=np.int64)
+            sel = (pfns >= rec.lo) & (pfns < rec.hi)
+            row = self.pool[s]
+            tmp = row[sel].copy()
+            rec.fill(tmp, pfns[sel])
+            row[sel] = tmp
+
     def forget(self, pgmap: DevPagemap) -> None:
-        """``memunmap_pages`` dropped ``pgmap``: its records and materialised pages go."""
+        """``memunmap_pages`` dropped ``pgmap``: its records go.  A vmemmap page that other
+        ranges still use keeps what the kernel left in it (the stale struct pages of the
+        removed range, which ``remove_pfn_range_from_zone`` poisons only with DEBUG_VM): such
+        pages are materialised first, while the records still say what was written.  Pages
+        whose frames were freed were dropped when they were freed (:meth:`drop_frames`)."""
         tok = None
         for t, p in self.pgmaps.items():
             if p is pgmap:
                 tok = t
         if tok is None:
             return
+        mine = [r for r in self.records if r.owner == tok]
+        if not mine:
+            return
+        edges = np.unique(np.concatenate([self._edge_vpns(r.lo, r.hi) for r in mine]))
+        frames, _ = self.m.pgtables.resolve(edges)
+        live = edges[frames >= 0]
+        if live.size:
+            self.locate(live * self.per_page)
         self.records = [r for r in self.records if r.owner != tok]
-        for key in [k for k, o in self.owner.items() if o == tok]:
-            self.drop(key)
 
     # -- rows -----------------------------------------------------------------------------------
     def _alloc_slot(self, key: tuple[int, int]) -> int:
@@ -311,12 +350,25 @@ class StructPageStore:
             self.free_slots.append(s)
 
     def drop_frames(self, fids: np.ndarray) -> None:
-        """Forget the contents of every page of the given frames (they are being freed)."""
+        """Forget the contents of every page of the given frames: they are being freed
+        (:class:`~vmemlab.frames.FrameTable` calls this), and a frame allocated later -- the
+        altmap hands the same device pfns out again -- starts from its own initialisation."""
+        if not self.slot:
+            return
         f = self.m.frames
-        for fid in np.atleast_1d(fids).tolist():
-            home, pfn, order = int(f.home[fid]), int(f.pfn[fid]), int(f.order[fid])
-            for p in range(pfn, pfn + (1 << order)):
-                self.drop((home, p))
+        fids = np.atleast_1d(np.asarray(fids, np.int64))
+        keys = np.array(list(self.slot), np.int64).reshape(-1, 2)
+        for h in np.unique(f.home[fids]).tolist():
+            sel = f.home[fids] == h
+            starts = f.pfn[fids[sel]]
+            ends = starts + (np.int64(1) << f.order[fids[sel]].astype(np.int64))
+            srt = np.argsort(starts)
+            starts, ends = starts[srt], ends[srt]
+            mine = keys[keys[:, 0] == h]
+            i = np.searchsorted(starts, mine[:, 1], side="right") - 1
+            hit = (i >= 0) & (mine[:, 1] < ends[np.maximum(i, 0)])
+            for key in map(tuple, mine[hit].tolist()):
+                self.drop(key)
 
     def copy_page(self, dst: tuple[int, int], src: tuple[int, int]) -> None:
         """``copy_page(to, from)`` between two physical vmemmap pages (``src`` materialised)."""

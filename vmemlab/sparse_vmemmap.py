@@ -169,11 +169,12 @@ def reuse_compound_section(m: Machine, start_pfn: int, pgmap: DevPagemap) -> boo
 def compound_section_tail_page(m: Machine, addr: int) -> int:
     """``compound_section_tail_page(addr)``: the page the PTE of ``addr - PAGE_SIZE`` maps
     (the previous section's last vmemmap page, which holds only tail struct pages)."""
-    frame, _ = m.pgtables.resolve(np.array([(addr >> m.arch.page_shift) - 1]))
+    frame, _ = m.pgtables.resolve(np.array([(addr - m.arch.PAGE_SIZE) >> m.arch.page_shift]))
     if frame[0] < 0:
+        # the kernel takes pte_page() of the empty PTE (pfn 0) and would map it: refuse
         raise KernelError("ENOMEM", "compound_section_tail_page",
                           "the previous section's vmemmap is not populated (sections must be "
-                          "populated in order)")
+                          "populated in order; the kernel would map pfn 0's page here)")
     return int(frame[0])
 
 
@@ -212,6 +213,12 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
         return _compound_pages_by_offset(m, start_pfn, start, end, pgmap)
     if reuse_compound_section(m, start_pfn, pgmap):
         if m.kernel.pmd_reuse and _v3_pmd_reuse(m, start_pfn, start, end, pgmap):
+            return
+        frames, _ = pt.resolve(_vpn_span(m, start, end))
+        if (frames >= 0).all():
+            # every PTE is present already (a section's memmap smaller than a page, ppc64's
+            # 16 MiB sections): vmemmap_pte_populate() changes nothing, and the kernel never
+            # dereferences the page compound_section_tail_page() returned
             return
         tail = compound_section_tail_page(m, start)
         vmemmap_populate_range(m, start, end, None, tail)
