@@ -131,13 +131,12 @@ def test_cli_json_has_the_documented_keys():
     assert d["optimised"] is True
 
 
-def test_import_is_fast_and_imports_no_matplotlib():
-    code = ("import time,sys; t=time.perf_counter(); import vmemlab; "
-            "print(time.perf_counter()-t, 'matplotlib' in sys.modules, 'ipywidgets' in sys.modules)")
+def test_import_pulls_in_no_plotting_or_widgets():
+    """The engine stays importable without matplotlib/ipywidgets (the layer rule); how long the
+    import takes is measured by benchmarks/bench_import.py, not asserted here."""
+    code = "import sys, vmemlab; print('matplotlib' in sys.modules, 'ipywidgets' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds, mpl, ipw = r.stdout.split()
-    assert mpl == "False" and ipw == "False"
-    assert float(seconds) < 0.3
+    assert r.stdout.split() == ["False", "False"]
 
 
 @pytest.mark.parametrize("kernel", ["6.6", "6.12.117"])
