@@ -41,6 +41,8 @@ configs = st.sampled_from([
     for arch, a in vmemlab.ARCHES.items()
     for align in a.dax_aligns
     for kern in vmemlab.KERNELS
+    # mm-2026 refuses ppc64 (its arch patch is not readable); tests/test_vmemmap_optimization.py
+    if not (a.arch_compound_override and vmemlab.KERNELS[kern].shared_tail)
 ])
 
 
@@ -63,7 +65,8 @@ def test_population_invariants(cfg, map_, compounds):
     ids, counts = np.unique(pte_entries(m), return_counts=True)
     assert (m.frames.refcount[ids] == counts).all()
 
-    if vmemmap_can_optimize(m, None, pgmap) and map_ == "mem":
+    # mm-2026 shares one tail page across compound pages: tests/test_vmemmap_optimization.py
+    if vmemmap_can_optimize(m, None, pgmap) and map_ == "mem" and not m.kernel.shared_tail:
         nr = pgmap_vmemmap_nr(pgmap)
         per = nr * a.struct_page_size // a.PAGE_SIZE
         if per >= 2:
@@ -83,6 +86,8 @@ def test_population_invariants(cfg, map_, compounds):
             and not (a.arch_compound_override and m.kernel.can_optimize_rule == "reserve_nr")):
         # the generic loop with a step under two pages maps one page past the range, which
         # teardown never frees (test_5_19_tiny_order_populates_one_page_past_the_range)
+        return
+    if m.kernel.shared_tail:  # the zone keeps its shared tail pages (test_vmemmap_optimization)
         return
     assert after["ram_used"] == 0 and after["live_frames"] == 0
     assert after["usage"] == before["usage"]
