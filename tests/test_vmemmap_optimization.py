@@ -207,7 +207,7 @@ def test_teardown_never_frees_a_mapped_shared_page_and_returns_everything(ops):
             memremap_pages(m, pg)
             live[slot] = pg
             orders_used.add(order)
-        for key, t in shared_tail_pages(m).items():
+        for t in shared_tail_pages(m).values():
             assert m.frames.kind[t["frame"]] != 0, "a shared page was freed"
             assert t["refcount"] == 1 + t["ptes"]
     for pg in list(live.values()):

@@ -116,6 +116,14 @@ def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
     hi = -(-((first_pfn + nr) * a.struct_page_size) >> a.page_shift)
     home, pfn = m.pgtables.resolve_pfn(np.arange(lo, hi, dtype=np.int64))
     unique = len(set(zip(home.tolist(), pfn.tolist())))
+    if m.kernel.shared_tail:
+        # mm-2026: the zone's shared tail page is not the compound page's own, so every vmemmap
+        # page that maps it is saved (kernel-side: one own head page per compound page)
+        from .vmemmap_optimization import shared_tail_pages
+
+        frame, _ = m.pgtables.resolve(np.arange(lo, hi, dtype=np.int64))
+        shared = {t["frame"] for t in shared_tail_pages(m).values()}
+        unique = len(set(frame.tolist()) - shared)
     return hi - lo, (hi - lo) - unique
 
 
