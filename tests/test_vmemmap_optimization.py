@@ -141,7 +141,7 @@ def test_shared_page_is_per_order_and_zone_and_outlives_the_namespace():
 
 
 def test_min_order_from_vmemmap_tail_min_order():
-    # ilog2(2 * PAGE_SIZE / sizeof(struct page)): 2 * 4096 / 64 = 128 -> 7; 64K pages: 2048 -> 11
+    # ilog2(PAGE_SIZE / sizeof(struct page)) + 1 (mmzone.h): 4096 / 64 = 64 -> 7; 64K: 1024 -> 11
     assert vmemmap_optimization_min_order(Machine("x86_64", K)) == 7
     assert vmemmap_optimization_min_order(Machine("arm64-64k", K)) == 11
 

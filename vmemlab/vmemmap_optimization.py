@@ -1,7 +1,11 @@
 """include/linux/vmemmap-optimization.h: the 2026 shared-tail rework of vmemmap optimisation.
 
 Kernel variant ``mm-2026`` (:mod:`vmemlab.kernels`).  Read in the search index's
-``linux-mm/linux-mm`` tree (the mm development tree; no release tree in the index carries it):
+``linux-mm/linux-mm`` tree (the mm development tree).  No release tree in the index carries it:
+torvalds/linux has no vmemmap-optimization.h; the header also sits in two forks that track
+linux-next (``analogdevicesinc/linux``, ``ravis-opensrc/linux``), whose stored Makefiles (other
+commits) say 6.12.80 and 7.1-rc3, so they establish no release.  linux-next carried the series
+in September 2026 (next-20260924), when mainline was at 7.3-rc:
 
 * ``include/linux/vmemmap-optimization.h`` (blob of commit ``5543e26f8eed``, and a later revision
   that names the field ``compound_page_order``): ``section_compound_order()`` /
@@ -34,16 +38,14 @@ the life of the zone, mapped or not.  A device-dax head vmemmap page is freed wi
 Not readable in the index, so not modelled or taken from the nearest readable text (each use
 says which):
 
-* ``VMEMMAP_OPTIMIZATION_PAGES``, ``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES`` and
-  ``VMEMMAP_OPTIMIZATION_MIN_ORDER`` are used but defined in no stored file.  The page count
-  :data:`VMEMMAP_OPTIMIZATION_PAGES` is taken as the one page ``vmemmap_populate_compound_pages``
-  allocates per compound page (what the fix that introduced ``section_nr_vmemmap_pages`` says it
-  returns: "the exact vmemmap page count"; and the series title "drop the extra tail page from
-  device DAX reservation").  The minimum order is taken from the define it replaces,
-  ``VMEMMAP_TAIL_MIN_ORDER = ilog2(2 * PAGE_SIZE / sizeof(struct page))``
-  (include/linux/mmzone.h at ``00f68374ed29``, Kiryl Shutsemau's series); on every
-  configuration the model offers ``vmemmap_can_optimize`` (more than 2 vmemmap pages) is the
-  stricter test, so the value does not change any result here.
+* ``VMEMMAP_OPTIMIZATION_PAGES`` is used but defined in no stored file.  It is taken as the one
+  page ``vmemmap_populate_compound_pages`` allocates per compound page (what the fix that
+  introduced ``section_nr_vmemmap_pages`` says it returns: "the exact vmemmap page count"; and
+  the series title "drop the extra tail page from device DAX reservation").
+  ``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES = PAGE_SIZE / sizeof(struct page)`` and
+  ``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1`` are read
+  in include/linux/mmzone.h of the ``analogdevicesinc/linux`` copy (blob ``0f161655affa``), not
+  in ``linux-mm/linux-mm``.
 * mm/mm_init.c and Documentation/mm/vmemmap_dedup.rst of the rework are not stored: how
   ``memmap_init_zone_device`` changes is unknown; the model keeps the last readable
   ``compound_nr_pages`` (mm_init.c at ``00f68374ed29``).  The shared page's struct page
@@ -85,6 +87,9 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
     ("linux-mm/linux-mm", "include/linux/mmzone.h", "00f68374ed29c8e1aa1c204d9d5dad9cb5c4879a"),
     ("linux-mm/linux-mm", "mm/sparse-vmemmap.c (before the rework)",
      "1df1ca75bc017a2851be148aec246e1a8d97bd3c"),
+    ("analogdevicesinc/linux", "include/linux/mmzone.h", "0f161655affa6e7249bd85b6c9190960dfa949f8"),
+    ("analogdevicesinc/linux", "include/linux/vmemmap-optimization.h",
+     "2476ca477c2b904536802b4db842a1ad86b685b2"),
 )
 
 #: Muchun Song's series "mm: Switch device DAX to section-based vmemmap optimization" (posted
@@ -136,11 +141,17 @@ def _is_power_of_2(n: int) -> bool:
 
 
 def vmemmap_optimization_min_order(m: Machine) -> int:
-    """``VMEMMAP_OPTIMIZATION_MIN_ORDER``: taken from the readable ``VMEMMAP_TAIL_MIN_ORDER``
-    (include/linux/mmzone.h, ``ilog2(2 * PAGE_SIZE / sizeof(struct page))``): the lowest order
-    whose struct pages fill two pages.  7 on x86_64, 11 with 64K pages."""
-    a = m.arch
-    return (2 * a.PAGE_SIZE // a.struct_page_size).bit_length() - 1
+    """``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1``
+    (include/linux/mmzone.h, analogdevicesinc/linux blob 0f161655affa; the same value as the
+    ``VMEMMAP_TAIL_MIN_ORDER`` it replaces): the lowest order whose struct pages fill two pages.
+    7 on x86_64, 11 with 64K pages."""
+    return vmemmap_optimization_nr_struct_pages(m).bit_length() - 1 + 1
+
+
+def vmemmap_optimization_nr_struct_pages(m: Machine) -> int:
+    """``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES = PAGE_SIZE / sizeof(struct page)`` (mmzone.h, as
+    above): the struct pages in the vmemmap page a compound page keeps."""
+    return m.arch.PAGE_SIZE // m.arch.struct_page_size
 
 
 def vmemmap_optimizable_order(m: Machine, order: int) -> bool:
