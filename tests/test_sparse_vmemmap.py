@@ -41,8 +41,6 @@ configs = st.sampled_from([
     for arch, a in vmemlab.ARCHES.items()
     for align in a.dax_aligns
     for kern in vmemlab.KERNELS
-    # mm-2026 refuses ppc64 (its arch patch is not readable); tests/test_vmemmap_optimization.py
-    if not (a.arch_compound_override and vmemlab.KERNELS[kern].shared_tail)
 ])
 
 

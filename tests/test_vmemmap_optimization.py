@@ -10,6 +10,8 @@ Expected values are worked out by hand from the source text read in the search i
   own + 7 shared; a 1 GiB one 262144 * 64 / 4096 = 4096 vmemmap pages: 1 own + 4095 shared.
 * The shared page: one per zone and order, allocated once, its allocation reference kept by
   ``zone->vmemmap_tails[]``; nothing read frees it.
+* ppc64 radix (arch/powerpc/mm/book3s64/radix_pgtable.c at 2ca93037ad05): the same split by each
+  vmemmap page's pfn offset in its compound page; 64K pages.
 * Per TiB: 2^40 / 2^21 = 524288 compound pages of 2 MiB -> 524288 head pages + 1 shared page;
   1 TiB of memory has 2^28 struct pages = 16 GiB of memmap = 8192 PTE tables of 2 MiB each.
   1 GiB pages: 1024 head pages + 1 shared page + 8192 PTE tables.  (5.19: 2 own pages per
@@ -146,13 +148,27 @@ def test_min_order_from_vmemmap_tail_min_order():
     assert vmemmap_optimization_min_order(Machine("arm64-64k", K)) == 11
 
 
-def test_arm64_keeps_the_full_memmap_and_ppc64_is_refused():
+def test_arm64_keeps_the_full_memmap():
     # arm64 never selects ARCH_WANT_OPTIMIZE_DAX_VMEMMAP: vmemmap_can_optimize() false, same as 6.6
     p, q = (vmemlab.plan("1G", align="2M", arch="arm64-4k", kernel=k) for k in (K, "6.6"))
     assert not p.optimised and p.ram_data_pages == q.ram_data_pages == 1 * GiB // PAGE * 64 // PAGE
-    # the powerpc patch of the series is known by title only
-    with pytest.raises(KernelError, match="EOPNOTSUPP"):
-        vmemlab.plan("4G", align="1G", arch="ppc64-radix-64k", kernel=K)
+
+
+def test_ppc64_radix_1g_one_own_page_per_compound_page():
+    # arch/powerpc/mm/book3s64/radix_pgtable.c (2ca93037ad05): pfn_offset == 0 -> head page, the
+    # rest of the vmemmap pages -> vmemmap_shared_tail_page().  64K pages: a 1 GiB compound page
+    # has 16384 struct pages = 1 MiB of memmap = 16 vmemmap pages: 1 own + 15 shared.
+    p = vmemlab.plan("4G", align="1G", arch="ppc64-radix-64k", kernel=K)
+    n = p.compound_pages
+    assert p.ram_data_pages == n + 1 and p.nr_memmap_pages == n
+    t = shared_tail_pages(p._machine)[(ZONE_DEVICE_NAME, 0, 14)]
+    assert t["ptes"] == 15 * n and t["refcount"] == 1 + 15 * n
+    # per TiB: 1024 heads + 1 shared page (6.6: 2 own pages per compound page = 2048)
+    pt, old = (savings_point("ppc64-radix-64k", k, 14) for k in (K, "6.6"))
+    assert (pt.ram_data_pages, old.ram_data_pages) == (1024 + 1, 2048)
+    assert pt.pte_table_pages == old.pte_table_pages
+    # 2 MiB pages: 32 struct pages, 2 KiB of memmap, below VMEMMAP_OPTIMIZATION_MIN_ORDER (11)
+    assert not vmemlab.plan("1G", align="2M", arch="ppc64-radix-64k", kernel=K).optimised
 
 
 def test_series_titles_recorded():

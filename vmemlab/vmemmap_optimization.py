@@ -21,6 +21,8 @@ in September 2026 (next-20260924), when mainline was at 7.3-rc:
   ``vmemmap_can_optimize``; a sub-section add into a section that has an order is
   ``-EOPNOTSUPP``), ``section_nr_vmemmap_pages`` and ``section_deactivate`` (order reset to 0
   when the section empties).
+* ``arch/powerpc/mm/book3s64/radix_pgtable.c`` at ``2ca93037ad05``: ppc64 radix's own
+  ``vmemmap_populate_compound_pages`` with the shared page (:func:`radix_populate_compound_pages`).
 * ``mm/hugetlb_vmemmap.c`` at ``0454b15e9bbd``: HVO maps every vmemmap page but the first onto
   ``vmemmap_shared_tail_page(h->order, folio_zone(folio))`` read-only, the first onto a new copy
   of the head vmemmap page, and frees every page the folio's vmemmap had.
@@ -35,17 +37,17 @@ one ``put_page`` per PTE).  The shared tail page holds the reference its allocat
 that reference is kept by ``zone->vmemmap_tails[]``; no function read frees it, so it stays for
 the life of the zone, mapped or not.  A device-dax head vmemmap page is freed with its one PTE.
 
-Not readable in the index, so not modelled or taken from the nearest readable text (each use
-says which):
+Not in the ``linux-mm/linux-mm`` copy (read elsewhere, or not modelled, or taken from the
+nearest readable text; each item says which):
 
-* ``VMEMMAP_OPTIMIZATION_PAGES`` is used but defined in no stored file.  It is taken as the one
-  page ``vmemmap_populate_compound_pages`` allocates per compound page (what the fix that
-  introduced ``section_nr_vmemmap_pages`` says it returns: "the exact vmemmap page count"; and
-  the series title "drop the extra tail page from device DAX reservation").
-  ``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES = PAGE_SIZE / sizeof(struct page)`` and
-  ``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1`` are read
-  in include/linux/mmzone.h of the ``analogdevicesinc/linux`` copy (blob ``0f161655affa``), not
-  in ``linux-mm/linux-mm``.
+* The three constants are defined in include/linux/mmzone.h, which ``linux-mm/linux-mm`` stores
+  only in older versions.  They are read in the ``ravis-opensrc/linux`` copy at blob
+  ``268ba1e1ac4f`` (the id linux-next gave "mm/sparse-vmemmap: introduce
+  CONFIG_SPARSEMEM_VMEMMAP_OPTIMIZATION" in one build): ``VMEMMAP_OPTIMIZATION_PAGES 1`` ("The
+  number of retained vmemmap pages with HVO enabled"), ``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES =
+  VMEMMAP_OPTIMIZATION_PAGES * PAGE_SIZE / sizeof(struct page)`` and
+  ``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1``; the
+  ``analogdevicesinc/linux`` copy (blob ``0f161655affa``) has the same last two.
 * mm/mm_init.c and Documentation/mm/vmemmap_dedup.rst of the rework are not stored: how
   ``memmap_init_zone_device`` changes is unknown; the model keeps the last readable
   ``compound_nr_pages`` (mm_init.c at ``00f68374ed29``).  The shared page's struct page
@@ -53,9 +55,8 @@ says which):
   model's struct pages use the older head-pointer encoding.
 * ``vmemmap_can_optimize`` (include/linux/mm.h) in the rework: the readable mm.h copies predate
   it; the 6.6 rule is kept.
-* The powerpc patch ("powerpc/mm: switch device DAX to shared tail vmemmap pages") is known by
-  its title only: ppc64 is refused under ``mm-2026``.  arm64 keeps ``vmemmap_can_optimize``
-  false (no ``ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` in the trees read).
+* arm64 keeps ``vmemmap_can_optimize`` false (no ``ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` in the
+  trees read).
 * Boot-time pre-HVO (``hugetlb_vmemmap_optimize_bootmem_page`` sets the section order so that
   ``vmemmap_alloc_pte`` maps the shared page while the boot memmap is built) is not modelled.
 
@@ -87,7 +88,10 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
     ("linux-mm/linux-mm", "include/linux/mmzone.h", "00f68374ed29c8e1aa1c204d9d5dad9cb5c4879a"),
     ("linux-mm/linux-mm", "mm/sparse-vmemmap.c (before the rework)",
      "1df1ca75bc017a2851be148aec246e1a8d97bd3c"),
+    ("ravis-opensrc/linux", "include/linux/mmzone.h", "268ba1e1ac4f67526675aa9e3e9de221e88529bc"),
     ("analogdevicesinc/linux", "include/linux/mmzone.h", "0f161655affa6e7249bd85b6c9190960dfa949f8"),
+    ("linux-mm/linux-mm", "arch/powerpc/mm/book3s64/radix_pgtable.c",
+     "2ca93037ad052a5d20f343c4e57e5a6cec4b99ab"),
     ("analogdevicesinc/linux", "include/linux/vmemmap-optimization.h",
      "2476ca477c2b904536802b4db842a1ad86b685b2"),
 )
@@ -109,8 +113,8 @@ SERIES: tuple[tuple[str, str], ...] = (
     ("f25000f59be6", "Documentation/mm: update DAX vmemmap deduplication docs"),
 )
 
-#: vmemmap pages a compound page keeps for itself: the head vmemmap page (see the module
-#: docstring for why this value; the define is in no stored file)
+#: include/linux/mmzone.h ``VMEMMAP_OPTIMIZATION_PAGES``: vmemmap pages a compound page keeps for
+#: itself, the head vmemmap page (ravis-opensrc/linux blob 268ba1e1ac4f)
 VMEMMAP_OPTIMIZATION_PAGES = 1
 
 #: ``zone`` names the model uses for ``vmemmap_shared_tail_page``
@@ -142,16 +146,17 @@ def _is_power_of_2(n: int) -> bool:
 
 def vmemmap_optimization_min_order(m: Machine) -> int:
     """``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1``
-    (include/linux/mmzone.h, analogdevicesinc/linux blob 0f161655affa; the same value as the
-    ``VMEMMAP_TAIL_MIN_ORDER`` it replaces): the lowest order whose struct pages fill two pages.
-    7 on x86_64, 11 with 64K pages."""
+    (include/linux/mmzone.h; the same value as the ``VMEMMAP_TAIL_MIN_ORDER`` it replaces): the
+    lowest order whose struct pages fill more than the kept vmemmap page.  7 on x86_64, 11 with
+    64K pages."""
     return vmemmap_optimization_nr_struct_pages(m).bit_length() - 1 + 1
 
 
 def vmemmap_optimization_nr_struct_pages(m: Machine) -> int:
-    """``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES = PAGE_SIZE / sizeof(struct page)`` (mmzone.h, as
-    above): the struct pages in the vmemmap page a compound page keeps."""
-    return m.arch.PAGE_SIZE // m.arch.struct_page_size
+    """``VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES = VMEMMAP_OPTIMIZATION_PAGES * PAGE_SIZE /
+    sizeof(struct page)`` (mmzone.h): the struct pages in the vmemmap page(s) a compound page
+    keeps."""
+    return VMEMMAP_OPTIMIZATION_PAGES * m.arch.PAGE_SIZE // m.arch.struct_page_size
 
 
 def vmemmap_optimizable_order(m: Machine, order: int) -> bool:
@@ -201,15 +206,6 @@ def section_activate_order(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) -
                           f"pfns {pfn:#x}+{nr_pages}: a sub-section add into a section whose "
                           f"memmap is optimised for order {section_compound_order(m, pfn)}")
     return order
-
-
-def check_arch(m: Machine) -> None:
-    """Refuse the configurations whose rework code is not readable (see the module docstring)."""
-    if m.kernel.shared_tail and m.arch.arch_compound_override:
-        raise KernelError("EOPNOTSUPP", "vmemmap_populate_compound_pages",
-                          f"{m.arch.name}: its own compound populate under the 2026 rework "
-                          "('powerpc/mm: switch device DAX to shared tail vmemmap pages') is "
-                          "known by title only; not modelled")
 
 
 # -- the shared tail page --------------------------------------------------------------------
@@ -268,13 +264,15 @@ def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) 
     from .sparse_vmemmap import vmemmap_can_optimize
 
     if pgmap is not None:
-        check_arch(m)
         order = pgmap.vmemmap_shift if vmemmap_can_optimize(m, altmap, pgmap) else 0
         section_set_compound_order_range(m, pfn, nr_pages, order)
     start = pfn * a.struct_page_size
     end = start + nr_pages * a.struct_page_size
     if pgmap is not None and section_vmemmap_optimizable(m, pfn):
-        vmemmap_populate_compound_pages(m, pfn, start, end, pgmap)
+        if a.arch_compound_override:
+            radix_populate_compound_pages(m, pfn, start, end)
+        else:
+            vmemmap_populate_compound_pages(m, pfn, start, end, pgmap)
     else:
         vmemmap_populate(m, start, end, altmap)
 
@@ -309,6 +307,40 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
         if per > 1:
             rest = (heads[:, None] + np.arange(1, per, dtype=np.int64)[None, :]).ravel()
             pt.populate_ptes(rest, reuse=tail)
+    except KernelError:
+        vmemmap_free(m, start, end, None)
+        if not existed:
+            _drop_unused_tail(m, key)
+        raise
+
+
+def radix_populate_compound_pages(m: Machine, start_pfn: int, start: int, end: int,
+                                  nid: int = 0) -> None:
+    """ppc64 radix ``vmemmap_populate_compound_pages(start_pfn, start, end, node, pgmap)``
+    (arch/powerpc/mm/book3s64/radix_pgtable.c at ``2ca93037ad05``).
+
+    The shared tail page of ``ZONE_DEVICE`` for the section's order first; then for each
+    vmemmap page from ``start`` on: a PMD leaf already there skips its range; a present PTE is
+    skipped ("a compound page whose retained vmemmap page was mapped"); otherwise a page whose
+    first pfn is aligned to the compound size (``pfn_offset == 0``) is the head vmemmap page (a
+    new page, no altmap), and any other maps the shared page (``get_page``).  A 64K-page section
+    has less memmap than one vmemmap page, so most sections find their page present.  On an
+    allocation failure the PTEs of ``[start, end)`` are cleared and a shared page allocated here
+    is given back (see :func:`_drop_unused_tail`)."""
+    from .sparse_vmemmap import _fresh, _vpn_span, vmemmap_free
+
+    a, pt = m.arch, m.pgtables
+    order = section_compound_order(m, start_pfn)
+    key = (ZONE_DEVICE_NAME, nid, order)
+    existed = key in _state(m).tails
+    tail = vmemmap_shared_tail_page(m, order, ZONE_DEVICE_NAME, nid)
+    try:
+        vpns = _vpn_span(m, start - (start % a.PAGE_SIZE), end)
+        vpns = vpns[[int(v >> pt.pte_bits) not in pt.pmd_leaf for v in vpns.tolist()]]
+        first_pfn = vpns * a.STRUCT_PAGES_PER_PAGE
+        head = first_pfn % (1 << order) == 0
+        pt.populate_ptes(vpns[head], fresh=_fresh(m, None))
+        pt.populate_ptes(vpns[~head], reuse=tail)
     except KernelError:
         vmemmap_free(m, start, end, None)
         if not existed:

@@ -216,13 +216,13 @@ for size in ("64M", "128M"):
 #
 # ## What the model could not read
 #
-# `VMEMMAP_OPTIMIZATION_PAGES`, `VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES` and
-# `VMEMMAP_OPTIMIZATION_MIN_ORDER` are used by the rework but defined in no stored file; the
-# rework's `mm/mm_init.c` (how `memmap_init_zone_device` changes), its
-# `Documentation/mm/vmemmap_dedup.rst`, its `vmemmap_can_optimize()` and the powerpc patch are not
-# stored either. The module docstring of `vmemlab.vmemmap_optimization` says what the model takes
-# in their place (or refuses: ppc64 under `mm-2026`).
+# The `linux-mm/linux-mm` copy stores the rework's `.c` files but only older versions of
+# `include/linux/mmzone.h`, where `VMEMMAP_OPTIMIZATION_PAGES` and friends are defined; they are
+# read in two forks that carry the series. The rework's `mm/mm_init.c` (how
+# `memmap_init_zone_device` changes), its `Documentation/mm/vmemmap_dedup.rst`, its
+# and its `vmemmap_can_optimize()` were not readable. The module docstring of
+# `vmemlab.vmemmap_optimization` says what the model takes in their place:
 
 # %%
 doc = vo.__doc__
-print(doc[doc.index("* ``VMEMMAP_OPTIMIZATION_PAGES``"):doc.index("The series, as listed")].strip())
+print(doc[doc.index("* The three constants"):doc.index("The series, as listed")].strip())
