@@ -253,6 +253,21 @@ def _drop_unused_tail(m: Machine, key: tuple[str, int, int]) -> None:
         del st.tails[key]
 
 
+def shared_tail_keys(m: Machine) -> frozenset[tuple[str, int, int]]:
+    """The (zone, nid, order) of every shared tail page allocated so far."""
+    st = getattr(m, "vmemmap_optimization", None)
+    return frozenset(st.tails) if st is not None else frozenset()
+
+
+def drop_new_unused_tails(m: Machine, before: frozenset[tuple[str, int, int]]) -> None:
+    """After a failed ``memremap_pages``: give back the shared tail pages allocated since
+    ``before`` that nothing maps any more.  The kernel keeps them cached in the zone; the model
+    promises that a failed operation changes nothing (as ``_clear_stray_vmemmap`` does for
+    5.19's stray pages)."""
+    for key in shared_tail_keys(m) - before:
+        _drop_unused_tail(m, key)
+
+
 # -- device-dax population ---------------------------------------------------------------------
 def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) -> None:
     """``section_activate`` -> ``section_set_compound_order_range`` ->

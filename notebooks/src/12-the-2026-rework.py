@@ -105,6 +105,20 @@ for k, c2, c1 in rows:
     print(f"{k:>8}  {c2:>42}  {c1:>38}")
 
 # %% [markdown]
+# %% [markdown]
+# The rework covers ppc64 radix too (its own `vmemmap_populate_compound_pages` in
+# `arch/powerpc/mm/book3s64/radix_pgtable.c`). With 64 KiB pages only the 1 GiB alignment has
+# more than one vmemmap page of struct pages per compound page; arm64 never optimised device-dax:
+
+# %%
+for arch, order in (("ppc64-radix-64k", 14), ("arm64-4k", 9)):
+    for k in ("6.6", "mm-2026"):
+        pt = viz.savings_point(arch, k, order)
+        print(f"{arch:>16} {format_size(1 << (order + vmemlab.get_arch(arch).page_shift)):>4} "
+              f"pages, kernel {k:>7}: {format_size(pt.bytes_per_tib):>8} per TiB "
+              f"({pt.ram_data_pages} data pages)")
+
+# %% [markdown]
 # At 2 MiB the rework halves the data pages: one own page per compound page instead of two, plus
 # a single shared page for the whole zone (the "+1" in the data count). At 1 GiB it saves one page
 # per compound page, a small step next to the eight PTE tables each one needs, which only the v3
