@@ -35,6 +35,7 @@ from vmemlab.hugetlb_vmemmap import (
 )
 from vmemlab.machine import Machine
 from vmemlab.memremap import DevPagemap, memremap_pages, memunmap_pages
+from vmemlab.page import PageHead, compound_head_pfns, pfn_to_page, read_field
 from vmemlab.units import GiB, MiB, TiB
 from vmemlab.viz.savings import savings_point
 from vmemlab.vmemmap_optimization import (
@@ -189,6 +190,23 @@ def test_series_titles_recorded():
     assert "mm/sparse-vmemmap: drop the extra tail page from device DAX reservation" in titles
 
 
+@pytest.mark.parametrize("align, order", [("2M", 9), ("1G", 18)])
+def test_compound_head_is_right_through_the_shared_page(align, order):
+    # include/linux/page-flags.h (03e0599da9e1): set_compound_head(tail, head, order) stores
+    # GENMASK(63, order + log2(64)) | 1, the same for every tail of the order; compound_head()
+    # = page address & mask.  So a tail read through the shared page finds its own head.
+    p = vmemlab.plan("4G", align=align, kernel=K)
+    m, pg = p._machine, p._pgmap
+    first = pg.init_stats[0].start_pfn
+    nr = 1 << order
+    heads = first + nr * np.arange(p.compound_pages, dtype=np.int64)
+    offs = np.array([1, 63, 64, 100, nr - 1], dtype=np.int64)
+    got = compound_head_pfns(m, (heads[:, None] + offs[None, :]).ravel()).reshape(-1, offs.size)
+    assert (got == heads[:, None]).all()
+    info = read_field(m, heads + 100, "compound_head")
+    assert (info == info[0]).all() and int(info[0]) == ((1 << 64) - (1 << (order + 6))) | 1
+
+
 # -- HVO -----------------------------------------------------------------------------------------
 def test_hvo_maps_tails_to_the_shared_page_and_frees_every_old_page():
     # __hugetlb_vmemmap_optimize_folio: new head copy (+1), all 8 old pages freed, tails RO onto
@@ -207,8 +225,14 @@ def test_hvo_maps_tails_to_the_shared_page_and_frees_every_old_page():
     assert not m.pgtables.pte_is_ro(np.array([vs])).any()
     # net RAM: first page 8 - 1 (copy) - 1 (shared page) - 1 (PTE table of the split) = 5
     assert hvo_savings(K, "2M")["ram_pages_delta"] == 5
+    # no fake heads: the shared page holds tails only, and each tail finds its own head
+    for f in (f1, f2):
+        offs = np.array([1, 64, 100, 511], dtype=np.int64)
+        assert (compound_head_pfns(m, f.head_pfn + offs) == f.head_pfn).all()
+        assert not PageHead(pfn_to_page(m, f.head_pfn + 64))
     hugetlb_vmemmap_restore(m, f1)
     assert shared_tail_pages(m)[("Normal", 0, 9)]["ptes"] == 7
+    assert (compound_head_pfns(m, f1.head_pfn + np.array([100, 511])) == f1.head_pfn).all()
 
 
 # -- teardown properties -------------------------------------------------------------------------

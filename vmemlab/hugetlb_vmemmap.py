@@ -185,7 +185,7 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
     flags = int(read_field(m, head, "flags")[0])
     write_field(m, head, "flags", flags | (1 << PG(m, "PG_head")))         # __SetPageHead
     write_field(m, head, "_refcount", 1)                                    # allocated
-    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64))
+    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64), order)
     write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
     prep_compound_head(m, head, order)
     if layout_key(m.kernel) == "folio":          # folio_set_hugetlb: a page[1] flag (UNVERIFIED)

@@ -23,6 +23,10 @@ in September 2026 (next-20260924), when mainline was at 7.3-rc:
   when the section empties).
 * ``arch/powerpc/mm/book3s64/radix_pgtable.c`` at ``2ca93037ad05``: ppc64 radix's own
   ``vmemmap_populate_compound_pages`` with the shared page (:func:`radix_populate_compound_pages`).
+* ``include/linux/page-flags.h`` at ``03e0599da9e1`` (from Kiryl Shutsemau's series, which the
+  rework builds on): ``compound_info`` of a tail holds a mask, so all tails of one order are
+  identical and ``compound_head(page) = page & mask`` (:func:`compound_head_from_info`); no fake
+  heads.
 * ``mm/hugetlb_vmemmap.c`` at ``0454b15e9bbd``: HVO maps every vmemmap page but the first onto
   ``vmemmap_shared_tail_page(h->order, folio_zone(folio))`` read-only, the first onto a new copy
   of the head vmemmap page, and frees every page the folio's vmemmap had.
@@ -49,10 +53,14 @@ nearest readable text; each item says which):
   ``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1``; the
   ``analogdevicesinc/linux`` copy (blob ``0f161655affa``) has the same last two.
 * mm/mm_init.c and Documentation/mm/vmemmap_dedup.rst of the rework are not stored: how
-  ``memmap_init_zone_device`` changes is unknown; the model keeps the last readable
-  ``compound_nr_pages`` (mm_init.c at ``00f68374ed29``).  The shared page's struct page
-  contents (tails with a NULL head, ``compound_info`` mask encoding) are not modelled: the
-  model's struct pages use the older head-pointer encoding.
+  ``memmap_init_zone_device`` changes is unknown (a commit of the preceding HVO series is
+  titled "mm/mm_init: skip initializing shared vmemmap tail pages"); the model keeps the last
+  readable ``compound_nr_pages`` (mm_init.c at ``00f68374ed29``), so it writes struct pages 1..127
+  of every compound page, the ones past the head page into the shared page.  With the mask
+  encoding of ``compound_info`` (:func:`compound_info_mask`, read in page-flags.h) those writes
+  are the same for every compound page of an order, so ``compound_head()`` stays right; the
+  per-page fields the model's 6.x layout keeps in tails (``pgmap``) are whatever the last
+  namespace wrote.
 * ``vmemmap_can_optimize`` (include/linux/mm.h) in the rework: the readable mm.h copies predate
   it; the 6.6 rule is kept.
 * arm64 keeps ``vmemmap_can_optimize`` false (no ``ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` in the
@@ -206,6 +214,38 @@ def section_activate_order(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) -
                           f"pfns {pfn:#x}+{nr_pages}: a sub-section add into a section whose "
                           f"memmap is optimised for order {section_compound_order(m, pfn)}")
     return order
+
+
+# -- compound_info: the mask encoding that makes tail struct pages identical ----------------
+def compound_info_has_mask(m: Machine) -> bool:
+    """``compound_info_has_mask()`` (include/linux/page-flags.h, linux-mm/linux-mm blob
+    ``03e0599da9e1``; Kiryl Shutsemau, "mm: rework compound_head() for power-of-2
+    sizeof(struct page)"): a power-of-two ``struct page`` (and ``CONFIG_HUGETLB_PAGE_OPTIMIZE_
+    VMEMMAP`` there; the rework's copy of the gate is not stored, and sharing tail pages across
+    compound pages needs it on, so the model ties it to the ``mm-2026`` variant)."""
+    return bool(m.kernel.shared_tail) and _is_power_of_2(m.arch.struct_page_size)
+
+
+def compound_info_mask(m: Machine, order: int) -> int:
+    """``set_compound_head(tail, head, order)`` with the mask encoding: ``GENMASK(BITS_PER_LONG
+    - 1, order + order_base_2(sizeof(struct page))) | 1``: the same value for every tail of
+    every compound page of ``order``, whatever its head."""
+    shift = order + (m.arch.struct_page_size.bit_length() - 1)
+    return ((1 << 64) - 1) & ~((1 << shift) - 1) | 1
+
+
+def compound_head_from_info(m: Machine, pfns: np.ndarray, info: np.ndarray) -> np.ndarray:
+    """``_compound_head(page)`` with the mask encoding: ``(unsigned long)page & info`` for a
+    tail (bit 0 set), the page itself otherwise.  Returns head pfns."""
+    from .page import head_va, va_to_pfn
+
+    pfns = np.asarray(pfns, np.int64)
+    info = np.asarray(info, np.uint64)
+    tail = (info & np.uint64(1)) == 1
+    out = pfns.copy()
+    if tail.any():
+        out[tail] = va_to_pfn(m, head_va(m, pfns[tail]) & info[tail])
+    return out
 
 
 # -- the shared tail page --------------------------------------------------------------------
@@ -419,13 +459,21 @@ def hugetlb_vmemmap_optimize_folio(m: Machine, folio: HugetlbFolio) -> HvoReport
     frame, _ = pt.resolve(np.arange(s, e, dtype=np.int64))
     if (frame < 0).any():
         raise VmemmapFault(f"vmemmap of HugeTLB page {folio.head_pfn:#x} is not mapped")
+    new_tail = key not in _state(m).tails
     tail = vmemmap_shared_tail_page(m, folio.order, ZONE_NORMAL_NAME, 0)
     st = struct_pages(m)
-    st.locate(np.array([s * st.per_page]))  # the head page's contents, to be copied
+    st.locate(np.array([s * st.per_page, (s + 1) * st.per_page]))  # contents to be copied
     for k in leaves:
         vmemmap_split_pmd(m, k)
-    frame, _ = pt.resolve(np.array([s]))
+    frame, _ = pt.resolve(np.array([s, s + 1]))
     old_head = int(frame[0])
+    if new_tail:
+        # The kernel fills a new shared page with tails of a NULL head (mm_zero_struct_page,
+        # _mapcount -1, node, zone, prep_compound_tail(page, NULL, order)); the model copies
+        # the folio's second vmemmap page, whose tails prep_compound_page wrote with the same
+        # mask-encoded compound_info (TAIL_MAPPING and a zero refcount besides).
+        st.copy_page((int(f.home[tail]), int(f.pfn[tail])),
+                     (int(f.home[frame[1]]), int(f.pfn[frame[1]])))
     head = int(f.alloc_ram(1, 0, VMEMMAP, function="__hugetlb_vmemmap_optimize_folio")[0])
     st.copy_page((int(f.home[head]), int(f.pfn[head])),
                  (int(f.home[old_head]), int(f.pfn[old_head])))
