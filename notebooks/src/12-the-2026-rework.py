@@ -81,6 +81,29 @@ fig_new = viz.vmemmap_mapping(new, 0, hvo=hvo_page("mm-2026"))
 fig_new
 
 # %% [markdown]
+# ## Tails that belong to every compound page
+#
+# A page of tail struct pages can only be shared if its contents do not depend on which compound
+# page it serves. Up to 6.x a tail's `compound_head` field holds the address of its head plus 1,
+# so the tails of two compound pages differ. Kiryl Shutsemau's series (the ground the rework
+# stands on; `include/linux/page-flags.h`) stores instead a mask: for a power-of-two
+# `struct page`, `set_compound_head(tail, head, order)` writes
+# `GENMASK(BITS_PER_LONG - 1, order + log2(sizeof(struct page))) | 1`, and `compound_head(page)`
+# is `page & mask`. The cell reads the field of struct page 100 of the first two compound pages,
+# and the head each resolves to:
+
+# %%
+from vmemlab.page import compound_head_pfns, read_field
+
+for q in (old, new):
+    m, pgmap = q._machine, q._pgmap
+    first = pgmap.init_stats[0].start_pfn
+    tails = np.array([first + 100, first + 512 + 100])
+    info = [hex(int(v)) for v in read_field(m, tails, "compound_head")]
+    heads = (compound_head_pfns(m, tails) - first).tolist()
+    print(f"kernel {q.kernel:>7}: compound_head/compound_info {info} -> heads at +{heads}")
+
+# %% [markdown]
 # ## RAM per TiB at 2 MiB and 1 GiB
 #
 # Each figure below is read off the model (`viz.savings_point`: two plans extrapolated to a
