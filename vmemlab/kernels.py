@@ -92,7 +92,8 @@ PRE_COMPOUND = Kernel("5.16", False, False, None, False, "base", 2, "page2", "5.
 
 
 def get_kernel(kernel: str | Kernel = DEFAULT_KERNEL) -> Kernel:
-    """Look up a :class:`Kernel` variant by name (``"v3"``, ``"5.17"``, ``"5.19"``, ``"6.6"``)."""
+    """Look up a :class:`Kernel` variant by name (``"v3"``, ``"5.17"``, ``"5.19"``, ``"6.6"``,
+    ``"6.12.117"``, ``"mm-2026"``)."""
     if isinstance(kernel, Kernel):
         return kernel
     if kernel == PRE_COMPOUND.name:
