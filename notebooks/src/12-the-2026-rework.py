@@ -134,12 +134,12 @@ for k, c2, c1 in rows:
 # more than one vmemmap page of struct pages per compound page; arm64 never optimised device-dax:
 
 # %%
-for arch, order in (("ppc64-radix-64k", 14), ("arm64-4k", 9)):
+for arch, align in (("ppc64-radix-64k", "1G"), ("arm64-4k", "2M")):
     for k in ("6.6", "mm-2026"):
-        pt = viz.savings_point(arch, k, order)
-        print(f"{arch:>16} {format_size(1 << (order + vmemlab.get_arch(arch).page_shift)):>4} "
-              f"pages, kernel {k:>7}: {format_size(pt.bytes_per_tib):>8} per TiB "
-              f"({pt.ram_data_pages} data pages)")
+        q = vmemlab.plan("1T", align=align, arch=arch, kernel=k)
+        print(f"{arch:>16} {align} pages, kernel {k:>7}: {format_size(q.ram_bytes):>8} of RAM "
+              f"for a 1 TiB namespace ({q.ram_data_pages} struct-page pages, "
+              f"{q.ram_pagetable_pages} page-table pages)")
 
 # %% [markdown]
 # At 2 MiB the rework halves the data pages: one own page per compound page instead of two, plus
