@@ -185,7 +185,7 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
     flags = int(read_field(m, head, "flags")[0])
     write_field(m, head, "flags", flags | (1 << PG(m, "PG_head")))         # __SetPageHead
     write_field(m, head, "_refcount", 1)                                    # allocated
-    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64))
+    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64), order)
     write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
     prep_compound_head(m, head, order)
     if layout_key(m.kernel) == "folio":          # folio_set_hugetlb: a page[1] flag (UNVERIFIED)
@@ -283,6 +283,10 @@ def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
     from .page import VmemmapFault
 
     folio = _find(m, folio)
+    if m.kernel.shared_tail:  # the 2026 rework: tails onto the zone's shared tail page
+        from .vmemmap_optimization import hugetlb_vmemmap_optimize_folio
+
+        return hugetlb_vmemmap_optimize_folio(m, folio)
     if folio.optimized:
         raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
                           f"HugeTLB page at pfn {folio.head_pfn:#x} is already optimized "
@@ -351,6 +355,10 @@ def hugetlb_vmemmap_restore(m: Machine, folio: HugetlbFolio) -> HvoReport:
     changing nothing, if the page is not optimized (the kernel returns 0 there) or RAM is short
     (-ENOMEM, the page stays optimized)."""
     folio = _find(m, folio)
+    if m.kernel.shared_tail:  # the 2026 rework: copies of the shared tail page
+        from .vmemmap_optimization import hugetlb_vmemmap_restore_folio
+
+        return hugetlb_vmemmap_restore_folio(m, folio)
     if not folio.optimized:
         raise KernelError("EINVAL", "hugetlb_vmemmap_restore_folio",
                           f"HugeTLB page at pfn {folio.head_pfn:#x} is not optimized "

@@ -15,6 +15,11 @@
            optimization" (``section_nr_vmemmap_pages``, Cc: stable): ``nr_memmap_pages`` counts
            the deduplicated memmap.  Measured in Debian's 6.12.117 (6.12.107 and later showed the
            same; 6.12.100 did not) -- see ``validation/``.
+``mm-2026`` The 2026 mm tree's shared-tail rework (Muchun Song, "mm: Switch device DAX to
+           section-based vmemmap optimization", in linux-next from September 2026, in no
+           release read): device-dax keeps one head vmemmap page per compound page and maps
+           the rest to one shared tail page per zone and order (``vmemmap_shared_tail_page``);
+           HVO maps its tails to the same kind of page.  :mod:`vmemlab.vmemmap_optimization`.
 =========  ===================================================================================
 """
 
@@ -53,6 +58,9 @@ class Kernel:
     #: nr_memmap_pages counts what ``section_nr_vmemmap_pages`` returns (the 2026 fix) rather
     #: than the full ``DIV_ROUND_UP(nr_pages * sizeof(struct page), PAGE_SIZE)``
     memmap_counter_dedup: bool = False
+    #: the 2026 rework: ``vmemmap_shared_tail_page(order, zone)`` for device-dax and HVO
+    #: (:mod:`vmemlab.vmemmap_optimization`)
+    shared_tail: bool = False
 
 
 KERNELS: dict[str, Kernel] = {
@@ -69,6 +77,10 @@ KERNELS: dict[str, Kernel] = {
                        "page1", "folio", True, "2026",
                        "6.6 rules + nr_memmap_pages counting the deduplicated memmap (2026 fix)",
                        memmap_counter_dedup=True),
+    "mm-2026": Kernel("mm-2026", True, True, "reserve_nr", False, "per-subpage-head", 1,
+                      "page1", "folio", True, "2026-09",
+                      "shared tail page per zone and order: one vmemmap page per compound page",
+                      memmap_counter_dedup=True, shared_tail=True),
 }
 
 DEFAULT_KERNEL = "6.6"

@@ -105,6 +105,9 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
             raise KernelError("ENXIO", "pagemap_range",
                               f"range {s:#x}-{e - 1:#x} intersects System RAM "
                               f"(0-{m.boot_ram_end - 1:#x})")
+    from .vmemmap_optimization import drop_new_unused_tails, shared_tail_keys
+
+    tails_before = shared_tail_keys(m)  # mm-2026: shared tail pages a failure must give back
     done = 0
     pgmap.init_stats = []
     try:
@@ -126,6 +129,7 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
         pgmap.nr_range = 0
         pgmap.init_stats = []
         m.forget_struct_pages(pgmap)
+        drop_new_unused_tails(m, tails_before)
         raise
     pgmap.nr_range = len(pgmap.ranges)
     # percpu_ref_get_many(pgmap->ref, pfn_len(pgmap, range_id)): from pfn_first(), which skips

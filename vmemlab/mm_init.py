@@ -121,6 +121,11 @@ class ZoneDeviceInit:
         tail["_refcount"] = 0                               # set_page_count(page, 0)
         w[:] = tail.view(np.uint64)
         w[:, 1] = head_va(m, pfns - idx) + np.uint64(1)     # set_compound_head
+        if m.kernel.shared_tail:  # mm-2026: the mask encoding (vmemlab.vmemmap_optimization)
+            from .vmemmap_optimization import compound_info_has_mask, compound_info_mask
+
+            if compound_info_has_mask(m):
+                w[:, 1] = np.uint64(compound_info_mask(m, self.order))
         heads = np.flatnonzero(idx == 0)
         w[heads] = head.view(np.uint64)
         if self.nr_written > _prep_head_index(m):
@@ -304,20 +309,29 @@ def memmap_init_compound(m: Machine, head_pfn: int, rec: ZoneDeviceInit,
     for i, part in enumerate((tails[:cut], tails[cut:])):
         if part.size:
             __init_zone_device_page(m, part, rec)
-            prep_compound_tail(m, head_pfn, part - head_pfn)
+            prep_compound_tail(m, head_pfn, part - head_pfn, rec.order)
             write_field(m, part, "_refcount", 0)                            # set_page_count
         if i == 0 and nr_pages > _prep_head_index(m):
             prep_compound_head(m, head_pfn, rec.order)
     return tails
 
 
-def prep_compound_tail(m: Machine, head_pfn: int, tail_idx: np.ndarray) -> None:
+def prep_compound_tail(m: Machine, head_pfn: int, tail_idx: np.ndarray,
+                       order: int | None = None) -> None:
     """``prep_compound_tail(head, tail_idx)`` (mm/internal.h 6.x, page_alloc.c 5.17) for each
     index: ``p->mapping = TAIL_MAPPING``, ``set_compound_head(p, head)`` (head address + 1),
-    ``set_page_private(p, 0)`` (6.x; private is already 0 in the earlier versions' callers)."""
+    ``set_page_private(p, 0)`` (6.x; private is already 0 in the earlier versions' callers).
+    With ``order`` under ``mm-2026``: the mask encoding of ``set_compound_head(tail, head,
+    order)`` (:func:`vmemlab.vmemmap_optimization.compound_info_mask`)."""
     tails = head_pfn + np.asarray(tail_idx, np.int64)
     write_field(m, tails, "mapping", TAIL_MAPPING)
-    write_field(m, tails, "compound_head", head_va(m, head_pfn) + np.uint64(1))
+    info = head_va(m, head_pfn) + np.uint64(1)
+    if m.kernel.shared_tail and order is not None:
+        from .vmemmap_optimization import compound_info_has_mask, compound_info_mask
+
+        if compound_info_has_mask(m):
+            info = np.uint64(compound_info_mask(m, order))
+    write_field(m, tails, "compound_head", info)
     write_field(m, tails, "private", 0)
 
 

@@ -604,6 +604,11 @@ def compound_head_pfns(m: Machine, pfns: np.ndarray | int) -> np.ndarray:
     """``compound_head(pfn_to_page(pfn))`` for each pfn, honouring HVO fake heads."""
     pfns = np.atleast_1d(np.asarray(pfns, np.int64))
     ch = read_field(m, pfns, "compound_head")
+    if m.kernel.shared_tail:  # mm-2026: compound_info holds a mask (vmemlab.vmemmap_optimization)
+        from .vmemmap_optimization import compound_head_from_info, compound_info_has_mask
+
+        if compound_info_has_mask(m):
+            return compound_head_from_info(m, pfns, ch)
     tail = (ch & np.uint64(1)) == 1
     out = pfns.copy()
     out[tail] = va_to_pfn(m, ch[tail] - np.uint64(1))

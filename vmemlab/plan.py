@@ -92,6 +92,20 @@ class Plan:
         return "\n".join(f"{k:<{w}}  {v}" for k, v in self.rows())
 
 
+def _optimised(m: Machine, altmap, pgmap: DevPagemap) -> bool:
+    """Did the namespace take the deduplicating path?  ``vmemmap_can_optimize``; with the 2026
+    rework (``mm-2026``) also a section-aligned range, whose sections record the order
+    (:func:`vmemlab.vmemmap_optimization.section_vmemmap_optimizable`)."""
+    if m.kernel.shared_tail:
+        from .vmemmap_optimization import section_vmemmap_optimizable
+
+        a = m.arch
+        return any(section_vmemmap_optimizable(m, pfn)
+                   for s, e in pgmap.ranges
+                   for pfn in range(s >> a.page_shift, e >> a.page_shift, a.PAGES_PER_SECTION))
+    return vmemmap_can_optimize(m, altmap, pgmap)
+
+
 def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
     """Vmemmap pages of the first compound page and how many of them map a page already mapped
     by another of its vmemmap pages (read from the page tables)."""
@@ -102,6 +116,14 @@ def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
     hi = -(-((first_pfn + nr) * a.struct_page_size) >> a.page_shift)
     home, pfn = m.pgtables.resolve_pfn(np.arange(lo, hi, dtype=np.int64))
     unique = len(set(zip(home.tolist(), pfn.tolist())))
+    if m.kernel.shared_tail:
+        # mm-2026: the zone's shared tail page is not the compound page's own, so every vmemmap
+        # page that maps it is saved (kernel-side: one own head page per compound page)
+        from .vmemmap_optimization import shared_tail_pages
+
+        frame, _ = m.pgtables.resolve(np.arange(lo, hi, dtype=np.int64))
+        shared = {t["frame"] for t in shared_tail_pages(m).values()}
+        unique = len(set(frame.tolist()) - shared)
     return hi - lo, (hi - lo) - unique
 
 
@@ -191,7 +213,7 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str |
         ram=ram_b, page_size=ps, struct_page_size=a.struct_page_size, vmemmap_shift=shift,
         compound_pages=sum(st.compound_pages for st in pgmap.init_stats),
         struct_pages=struct_pages,
-        optimised=vmemmap_can_optimize(m, altmap, pgmap),
+        optimised=_optimised(m, altmap, pgmap),
         ram_data_pages=d["ram_data_pages"], ram_pagetable_pages=d["ram_pagetable_pages"],
         device_data_pages=altmap.alloc if altmap else 0,
         device_align_pages=altmap.align if altmap else 0,

@@ -119,6 +119,10 @@ class Sparse:
         """``section_activate(nid, pfn, nr_pages, altmap, pgmap)``: mark the subsections present
         and populate their memmap; on failure undo both (``section_deactivate``), -ENOMEM."""
         m = self.m
+        if m.kernel.shared_tail and pgmap is not None:  # the 2026 rework: -EOPNOTSUPP first
+            from .vmemmap_optimization import section_activate_order
+
+            section_activate_order(m, pfn, nr_pages, altmap, pgmap)
         self.fill_subsection_map(pfn, nr_pages)
         try:
             populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
@@ -140,6 +144,10 @@ class Sparse:
         pages_per_compound`` for orders below a section, else ``VMEMMAP_RESERVE_NR`` for a
         chunk whose pfn is compound-aligned and 0 for the others."""
         a = self.m.arch
+        if self.m.kernel.shared_tail:  # the 2026 rework counts by the section's order
+            from .vmemmap_optimization import section_nr_vmemmap_pages
+
+            return section_nr_vmemmap_pages(self.m, pfn, nr_pages)
         full = -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
         if not self.m.kernel.memmap_counter_dedup or not vmemmap_can_optimize(self.m, altmap,
                                                                               pgmap):
@@ -169,6 +177,10 @@ class Sparse:
                 self.m.memmap_pages_add(-counted)
         if empty:
             del self.sections[ms.nr]
+        if self.m.kernel.shared_tail:
+            from .vmemmap_optimization import section_deactivate_done
+
+            section_deactivate_done(self.m, pfn, empty)
 
     def sparse_add_section(self, nid: int, start_pfn: int, nr_pages: int,
                            altmap: VmemAltmap | None, pgmap: DevPagemap | None) -> None:

@@ -304,6 +304,10 @@ def __populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemA
     if pfn % a.PAGES_PER_SUBSECTION or nr_pages % a.PAGES_PER_SUBSECTION:
         raise KernelError("ENOMEM", "__populate_section_memmap",
                           f"pfn {pfn:#x} / nr_pages {nr_pages} not subsection-aligned (WARN)")
+    if m.kernel.shared_tail:  # the 2026 rework (kernel variant mm-2026)
+        from .vmemmap_optimization import populate_section_memmap as _shared_tail_populate
+
+        return _shared_tail_populate(m, pfn, nr_pages, altmap, pgmap)
     start = pfn * a.struct_page_size
     end = start + nr_pages * a.struct_page_size
     if vmemmap_can_optimize(m, altmap, pgmap):

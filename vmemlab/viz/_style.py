@@ -38,6 +38,7 @@ KERNEL_STYLE = {
     "5.19": (OKABE_ITO["sky"], "--", "s"),
     "6.6": (OKABE_ITO["blue"], "-", "^"),
     "v3": (OKABE_ITO["vermillion"], ":", "D"),
+    "mm-2026": (OKABE_ITO["green"], "-.", "v"),
 }
 #: kernels drawn with large hollow markers so a curve hidden under another stays visible
 HOLLOW = {"5.19"}
