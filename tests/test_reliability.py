@@ -334,3 +334,42 @@ def test_exercise_check_takes_whole_numbers_only():
     assert ex.check(float(ex.answer)).correct
     for bad in (ex.answer + 0.9, float("inf"), float("nan"), True, "many"):
         assert ex.check(bad).correct is False
+
+
+BAD_VALUES = [None, 1.5, -1, "x", True, float("inf"), 2**70, np.float64(2), [1], {}]
+
+
+@pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
+def test_no_raw_exception_escapes_a_public_entry_point(bad):
+    """Each public entry point given a value of the wrong type or range raises a VmemlabError
+    (ParameterError / KernelError), never a raw TypeError, ValueError or AttributeError."""
+    from vmemlab.hugetlb_vmemmap import (
+        alloc_hugetlb_folio,
+        dissolve_free_huge_page,
+        hugetlb_vmemmap_optimize,
+        hugetlb_vmemmap_restore,
+    )
+    from vmemlab.page import pfn_to_page
+
+    p = vmemlab.plan("1G")
+    vma = dax_mmap_plan(p, size=4 * MiB)
+    m = Machine(ram="1G")
+    calls = [
+        lambda: vmemlab.plan(bad), lambda: vmemlab.plan("1G", align=bad),
+        lambda: vmemlab.plan("1G", map=bad), lambda: vmemlab.plan("1G", start=bad),
+        lambda: vmemlab.plan("1G", ram=bad), lambda: vmemlab.plan("1G", arch=bad),
+        lambda: vmemlab.plan("1G", kernel=bad), lambda: Machine(ram=bad),
+        lambda: alloc_hugetlb_folio(m, bad), lambda: hugetlb_vmemmap_optimize(m, bad),
+        lambda: hugetlb_vmemmap_restore(m, bad), lambda: dissolve_free_huge_page(m, bad),
+        lambda: generate(bad), lambda: generate("pfn-to-page", bad),
+        lambda: gup.gup_fast(vma, vma.vm_start, 1, bad),
+        lambda: gup.unpin_user_pages(p._machine, bad), lambda: gup.put_pages(p._machine, bad),
+        lambda: dax_mmap_plan(p, size=bad), lambda: dax_mmap_plan(p, vm_start=bad),
+        lambda: pfn_to_page(m, bad), lambda: read_field(m, bad, "flags"),
+        lambda: read_field(m, 0, bad), lambda: gup.scenario_counters(bad, "get", "mem", "6.6"),
+    ]
+    for call in calls:
+        try:
+            call()
+        except vmemlab.VmemlabError:
+            pass

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import KernelError, ParameterError
+from .units import as_int
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -161,9 +162,9 @@ def dax_mmap(m: Machine, pgmap: DevPagemap, phys_start: int, dev_size: int, alig
     (-EINVAL when the VMA or offset is not aligned to the device alignment, or the mapping runs
     past the device)."""
     a = m.arch
-    size = dev_size if size is None else size
-    if size <= 0:
-        raise ParameterError("size", size, "a positive byte count")
+    size = dev_size if size is None else as_int("size", size, 1, None, "a positive byte count")
+    vm_start = as_int("vm_start", vm_start, 0, (1 << 64) - 1, "a user virtual address (an int)")
+    pgoff = as_int("pgoff", pgoff, 0, None, "a page offset >= 0 (an int)")
     dev_align = 1 << (a.page_shift + pgmap.vmemmap_shift)
     if pgmap.vmemmap_shift and align != dev_align:
         # dev_dax_probe derives vmemmap_shift from the device's align: they always agree

@@ -120,8 +120,10 @@ def kinds() -> list[str]:
 
 def generate(kind: str, seed: int = 0) -> Exercise:
     """Generate problem ``kind`` from ``seed`` (deterministic)."""
-    if kind not in _GENERATORS:
+    if not isinstance(kind, str) or kind not in _GENERATORS:
         raise ParameterError("kind", kind, "one of " + ", ".join(kinds()))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ParameterError("seed", seed, "an integer")
     return _GENERATORS[kind](random.Random(f"{kind}:{seed}"), seed)
 
 

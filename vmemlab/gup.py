@@ -81,7 +81,7 @@ from .errors import KernelError, ParameterError
 from .frames import DEVICE, RAM
 from .mm_init import CACHE_LINE
 from .sparse_vmemmap import compound_nr_pages
-from .units import as_int
+from .units import as_int, as_int_array
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -667,13 +667,13 @@ def gup_fast(vma: DaxVma, start: int, nr_pages: int, gup_flags: int, *,
     neither of ``FOLL_GET``/``FOLL_PIN`` (``WARN_ON_ONCE``), and overflowing grabs
     (:class:`KernelError`, nothing taken)."""
     m = vma.m
+    gup_flags = as_int("gup_flags", gup_flags, 0, None, "FOLL_* flags (an int)")
     variant = m.kernel.gup if variant is None else variant
     if variant not in VARIANTS:
         raise ParameterError("variant", variant, "one of " + ", ".join(VARIANTS))
     if bool(gup_flags & FOLL_GET) == bool(gup_flags & FOLL_PIN):
         raise ParameterError("gup_flags", gup_flags, "exactly one of FOLL_GET and FOLL_PIN")
     a = m.arch
-    gup_flags = as_int("gup_flags", gup_flags, 0, None, "FOLL_* flags (an int)")
     start = as_int("start", start, 0, (1 << 64) - 1, "a user virtual address (an int)")
     nr_pages = as_int("nr_pages", nr_pages, 0, None, "a page count >= 0 (an int)")
     if start % a.PAGE_SIZE:
@@ -716,7 +716,7 @@ def _runs_of(pages: GupResult | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(pages, GupResult):
         keep = pages.run_len > 0
         return pages.run_pfn[keep], pages.run_len[keep]
-    p = np.atleast_1d(np.asarray(pages, np.int64))
+    p = np.atleast_1d(as_int_array("pages", pages, 0, (1 << 52) - 1))
     if p.size == 0:
         return p, p
     brk = np.flatnonzero(np.diff(p) != 1) + 1
@@ -1048,6 +1048,8 @@ def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str =
 
     if flags not in ("get", "pin"):
         raise ParameterError("flags", flags, "'get' (FOLL_GET) or 'pin' (FOLL_PIN)")
+    if not isinstance(size, (str, int)) or isinstance(size, bool):
+        raise ParameterError("size", size, "a size such as '16G'")
     key = (size, flags, map, kernel, align, variant)
     if key not in _COUNTER_CACHE:
         nbytes = parse_size(size)

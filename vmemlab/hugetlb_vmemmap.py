@@ -197,6 +197,8 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
 
 def _find(m: Machine, folio: HugetlbFolio) -> HugetlbFolio:
     st = _state(m)
+    if not isinstance(folio, HugetlbFolio):
+        raise ParameterError("folio", folio, "a HugetlbFolio from alloc_hugetlb_folio()")
     if folio.dissolved or all(f is not folio for f in st.folios):
         raise KernelError("EINVAL", "dissolve_free_huge_page",
                           f"pfn {folio.head_pfn:#x} is not a HugeTLB page any more (already "

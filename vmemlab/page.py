@@ -78,6 +78,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ParameterError, VmemlabError
+from .units import as_int, as_int_array
 
 if TYPE_CHECKING:
     from .kernels import Kernel
@@ -407,9 +408,7 @@ class StructPageStore:
         Raises :class:`VmemmapFault` before changing anything if an address is unmapped or (for
         a write) read-only."""
         m = self.m
-        pfns = np.atleast_1d(np.asarray(pfns, np.int64))
-        if pfns.size and pfns.min() < 0:
-            raise ParameterError("pfn", int(pfns.min()), "a non-negative page frame number")
+        pfns = np.atleast_1d(as_int_array("pfn", pfns, 0, (1 << (64 - m.arch.page_shift)) - 1))
         per = self.per_page
         vpns = pfns // per
         uvpn, inv = np.unique(vpns, return_inverse=True)
@@ -524,7 +523,7 @@ def struct_pages(m: Machine) -> StructPageStore:
 
 # -- vectorised field access -------------------------------------------------------------------
 def _check_field(store: StructPageStore, name: str) -> None:
-    if name not in store.dtype.names:
+    if not isinstance(name, str) or name not in store.dtype.names:
         raise ParameterError("field", name, f"a struct page field of the {store.layout!r} "
                              f"layout: {', '.join(store.dtype.names)}")
 
@@ -683,9 +682,9 @@ class Page:
 
 def pfn_to_page(m: Machine, pfn: int) -> Page:
     """``pfn_to_page(pfn)`` (SPARSEMEM_VMEMMAP: ``vmemmap + pfn``); nothing is read."""
-    if pfn < 0:
-        raise ParameterError("pfn", pfn, "a non-negative page frame number")
-    return Page(m, int(pfn))
+    pfn = as_int("pfn", pfn, 0, (1 << (64 - m.arch.page_shift)) - 1,
+                 "a page frame number (a non-negative int)")
+    return Page(m, pfn)
 
 
 def page_to_pfn(page: Page) -> int:

@@ -66,6 +66,32 @@ def as_int(name: str, value: object, lo: int | None = None, hi: int | None = Non
     return v
 
 
+def as_int_array(name: str, value: object, lo: int = 0, hi: int | None = None):
+    """``value`` (an int, a numpy integer or an array-like of them) as an int64 numpy array
+    within ``[lo, hi]``; floats, bools, strings and out-of-range values are
+    :class:`ParameterError` naming ``name``."""
+    import numpy as np
+
+    what = f"integers from {lo}" + (f" to {hi}" if hi is not None else "")
+    if isinstance(value, (str, bytes, bool, dict)) or value is None:
+        raise ParameterError(name, value, what)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, value, what) from None
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype == object and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                       for v in arr.ravel().tolist()):
+            vals = arr.ravel().tolist()
+            if vals and ((min(vals) < lo) or (hi is not None and max(vals) > hi)):
+                raise ParameterError(name, value, what)
+            return np.asarray(vals, np.int64).reshape(arr.shape)
+        raise ParameterError(name, value, what)
+    if arr.size and (int(arr.min()) < lo or (hi is not None and int(arr.max()) > hi)):
+        raise ParameterError(name, value, what)
+    return arr.astype(np.int64)
+
+
 def as_number(name: str, value: object) -> float:
     """``value`` as a finite float (ints, floats, numpy numbers; not bools, NaN or infinities)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
