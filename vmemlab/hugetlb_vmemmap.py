@@ -18,24 +18,38 @@ read-only, onto one kept page, freeing the pages they mapped:
 
 Mechanics (6.x ``vmemmap_remap_range``): PMD-leaf vmemmap mappings in the range are split first
 (``vmemmap_split_pmd``: ``pte_alloc_one_kernel``, 512 ``PAGE_KERNEL`` PTEs to ``head + i``,
-``split_page`` unless the block is PageReserved [V: 6.x text in patch mail]), so HVO costs one
-PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back [I: no collapse
-path in the functions read].  Restore
+``split_page`` unless the block is PageReserved; 6.1.192 mm/hugetlb_vmemmap.c read), so HVO
+costs one PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back
+(6.1.192 mm/hugetlb_vmemmap.c has no path that reinstalls a PMD leaf).  Restore
 (``vmemmap_remap_alloc``, on dissolve) allocates the freed pages again, copies the reuse page
 into each (``copy_page``), and 5.18+ ``reset_struct_pages`` overwrites the first
-``NR_RESET_STRUCT_PAGE`` struct pages of each copy with the next ones (3 in 5.18-6.1, 4 in 6.x
-[V per kernel-facts §10]) so head data does not leak into tails; then remaps RW.
+``NR_RESET_STRUCT_PAGE`` struct pages of each copy so head data does not leak into tails; then
+remaps RW.  ``m.kernel.nr_reset_struct_page`` is 3 in every variant with a reset (5.19, 6.1.192,
+6.6.87, 6.12.0, 6.12.33: kernel-facts §0a 2; it became 4 only with the 2025-04 patch "mm,
+hugetlb: Increment the number of pages to be reset on HVO"); 5.19 copies struct page 3 into each
+of pages 0-2 (``m.kernel.reset_loop``), 6.1+ ``memcpy`` the block 3-5 onto 0-2.  With a block
+copy, ``page[4]`` -- in 6.1 the HugeTLB hwpoison list head, ``page[4].private`` -- lands on
+``page[1]`` of every restored vmemmap page.
 
 Contrast with device-dax (:func:`contrast_with_device_dax`): device-dax *populates* a
 deduplicated memmap and reuses the *tail* vmemmap page (page 1), keeping 2 pages; HVO *remaps*
 an existing memmap and (5.18+) reuses the *head* vmemmap page, keeping 1 -- one page more saved
 per compound page.
 
+Which arches: ``m.kernel.hvo_arches`` (5.17: ``HUGETLB_PAGE_FREE_VMEMMAP depends on X86_64``;
+5.19: x86_64 and arm64 select ``ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP``, kernel-facts §0a 9;
+6.1.192 arch/*/Kconfig: x86_64 only, arm64's was turned off by 060a2c92d1b6; 6.6/6.12: x86_64
+of the arches modelled).
+
+How the folio marks itself HugeTLB (``m.kernel.hugetlb_marker``, kernel-facts §0a 8): up to
+6.1 ``page[1].compound_dtor = HUGETLB_PAGE_DTOR`` (6.1.192 ``PageHeadHuge``); 6.6.87 a page
+type on the head, ``page_type &= ~PG_hugetlb`` (0x800) -- the stable backport of d99e3140a4d3
+"mm: turn folio_test_hugetlb into a PageType"; 6.12 ``page_type = PGTY_hugetlb << 24`` (0xf4).
+:func:`folio_test_hugetlb` reads it back.
+
 Not modelled: the vmemmap_optimize sysctl/boot switch (HVO is applied when asked), batching
 and TLB flushes, ``memmap_on_memory`` refusal, pre-HVO of boot gigantic pages (6.15),
-HugeTLB cgroup/subpool fields.  How the folio marks itself HugeTLB: 5.17 layout
-``compound_dtor = HUGETLB_PAGE_DTOR`` [V]; folio layout: a flag on page[1] (modelled as
-``PG_active`` of page[1], UNVERIFIED).
+HugeTLB cgroup/subpool fields (left NULL, as ``init_new_hugetlb_folio`` leaves them).
 """
 
 from __future__ import annotations
@@ -50,9 +64,10 @@ from .frames import VMEMMAP
 from .page import (
     HUGETLB_PAGE_DTOR,
     PG,
+    PG_HUGETLB_PAGE_TYPE,
+    PGTY_HUGETLB,
     SIZEOF_STRUCT_PAGE,
     head_va,
-    layout_key,
     read_field,
     struct_pages,
     write_field,
@@ -188,11 +203,43 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
     prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64))
     write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
     prep_compound_head(m, head, order)
-    if layout_key(m.kernel) == "folio":          # folio_set_hugetlb: a page[1] flag (UNVERIFIED)
-        f1 = int(read_field(m, head + 1, "_flags_1")[0])
-        write_field(m, head + 1, "_flags_1", f1 | (1 << PG(m, "PG_active")))
-    else:                                        # set_compound_page_dtor(HUGETLB_PAGE_DTOR)
-        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR)
+    folio_set_hugetlb(m, head, True)
+
+
+def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
+    """Mark (``on``) or unmark the folio at ``head`` as HugeTLB, per ``m.kernel.hugetlb_marker``:
+    ``set_compound_page_dtor(page, HUGETLB_PAGE_DTOR)`` (<= 6.1; unmarking restores
+    ``COMPOUND_PAGE_DTOR``), 6.6.y ``__folio_set_hugetlb`` (``page_type &= ~PG_hugetlb``;
+    ``__folio_clear_hugetlb``: ``|= PG_hugetlb``), 6.12 ``page_type = PGTY_hugetlb << 24``
+    (clear: ``UINT_MAX``)."""
+    from .page import COMPOUND_PAGE_DTOR
+
+    mark = m.kernel.hugetlb_marker
+    if mark == "dtor":
+        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR if on else COMPOUND_PAGE_DTOR)
+        return
+    pt = int(read_field(m, head, "page_type")[0])
+    if mark == "pg_hugetlb":
+        pt = pt & ~PG_HUGETLB_PAGE_TYPE if on else pt | PG_HUGETLB_PAGE_TYPE
+    else:
+        pt = PGTY_HUGETLB << 24 if on else 0xFFFFFFFF
+    write_field(m, head, "page_type", pt)
+
+
+def folio_test_hugetlb(m: Machine, head: int) -> bool:
+    """``folio_test_hugetlb(folio)`` / ``PageHeadHuge(page)`` of the head at ``head``:
+    <= 6.1 ``page[1].compound_dtor == HUGETLB_PAGE_DTOR`` (PG_head set); 6.6.y
+    ``(page_type & (PAGE_TYPE_BASE | PG_hugetlb)) == PAGE_TYPE_BASE``; 6.12
+    ``page_type >> 24 == PGTY_hugetlb``."""
+    mark = m.kernel.hugetlb_marker
+    if mark == "dtor":
+        flags = int(read_field(m, head, "flags")[0])
+        return bool(flags >> PG(m, "PG_head") & 1) and \
+            int(read_field(m, head + 1, "compound_dtor")[0]) == HUGETLB_PAGE_DTOR
+    pt = int(read_field(m, head, "page_type")[0])
+    if mark == "pg_hugetlb":
+        return pt & (0xF0000000 | PG_HUGETLB_PAGE_TYPE) == 0xF0000000
+    return pt >> 24 == PGTY_HUGETLB
 
 
 def _find(m: Machine, folio: HugetlbFolio) -> HugetlbFolio:
@@ -211,11 +258,11 @@ def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
                           f"kernel {m.kernel.name} has no HugeTLB vmemmap optimization")
     a = m.arch
-    if not a.arch_want_optimize_hugetlb_vmemmap:
+    if a.name not in m.kernel.hvo_arches:
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
-                          f"{a.name}: HugeTLB vmemmap optimization is modelled on x86_64 only "
-                          "(CONFIG_ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP; arm64 turned it off in "
-                          "6.1)")
+                          f"{a.name}: kernel {m.kernel.name} does not select HugeTLB vmemmap "
+                          "optimization there (it does on " + ", ".join(m.kernel.hvo_arches)
+                          + "; arm64 only in 5.19, turned off by 060a2c92d1b6)")
     if a.struct_page_size & (a.struct_page_size - 1):
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_init",
                           "cannot optimize vmemmap pages because struct page crosses page "
@@ -289,7 +336,7 @@ def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
                           "(HPageVmemmapOptimized); the kernel returns without doing anything")
     reserve = _check_optimizable(m, folio)
     if head_copy is None:
-        head_copy = reserve == 1 and m.kernel.layout == "folio"
+        head_copy = reserve == 1 and m.kernel.hvo_head_copy
     if head_copy and reserve != 1:
         raise ParameterError("head_copy", head_copy, "False: the 6.2 head copy needs 5.18+ HVO "
                              "(one kept vmemmap page)")
@@ -318,23 +365,27 @@ def vmemmap_remap_alloc(m: Machine, reuse_vpn: int, end_vpn: int, reuse: int,
                         reserve: int) -> None:
     """``vmemmap_remap_alloc(start, end, reuse, gfp)``: allocate ``end - start`` pages, then
     ``vmemmap_restore_pte`` for each: ``copy_page`` of the reuse page, 5.18+
-    ``reset_struct_pages`` (the first ``NR_RESET_STRUCT_PAGE`` struct pages take the contents
-    of the next ones: 3 in 5.18-6.1, 4 in 6.x; none in 5.14-5.17, whose reuse page holds only
-    tails), and the PTE back to ``PAGE_KERNEL``; the reuse page loses one reference per PTE."""
+    ``reset_struct_pages`` (``m.kernel.nr_reset_struct_page`` = 3 struct pages: 5.19 copies
+    struct page 3 into each of 0-2, 6.1+ copies the block 3-5 onto 0-2; none in 5.14-5.17,
+    whose reuse page holds only tails), and the PTE back to ``PAGE_KERNEL``; the reuse page
+    loses one reference per PTE."""
     pt, f = m.pgtables, m.frames
     st = struct_pages(m)
     key_reuse = (int(f.home[reuse]), int(f.pfn[reuse]))
     st.locate(np.array([reuse_vpn * st.per_page]))
     nr = end_vpn - reuse_vpn - 1
     new = f.alloc_ram(nr, 0, VMEMMAP, function="vmemmap_remap_alloc")
-    n_reset = 0 if reserve == 2 else (4 if m.kernel.layout == "folio" else 3)
+    n_reset = 0 if reserve == 2 else m.kernel.nr_reset_struct_page
     olds = []
     for vpn, fid in zip(range(reuse_vpn + 1, end_vpn), new.tolist()):     # vmemmap_restore_pte
         key = (int(f.home[fid]), int(f.pfn[fid]))
         st.copy_page(key, key_reuse)                                      # copy_page
         if n_reset:                                                       # reset_struct_pages
             raw = st._raw[st.slot[key]]  # the copy's 8-word struct pages
-            raw[: 8 * n_reset] = raw[8 * n_reset: 16 * n_reset].copy()
+            if m.kernel.reset_loop:  # 5.19: memcpy(start + i, from, sizeof(*from)) per i
+                raw[: 8 * n_reset] = np.tile(raw[8 * n_reset: 8 * n_reset + 8], n_reset)
+            else:                    # 6.1+: memcpy(start, from, sizeof(*from) * N)
+                raw[: 8 * n_reset] = raw[8 * n_reset: 16 * n_reset].copy()
         olds.append(pt.remap_pte(vpn, fid, ro=False))
     f.put(new)  # alloc's reference: the PTE holds one now
     f.put(np.array(olds, np.int64))
@@ -382,9 +433,10 @@ def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
     write_field(m, head, "_refcount", 0)
     write_field(m, tails, "compound_head", 0)
     write_field(m, tails, "mapping", 0)
+    folio_set_hugetlb(m, head, False)                                       # __clear_hugetlb
     p1 = read_field(m, head + 1, "flags")
     write_field(m, np.array([head + 1, head + 2]), "words", np.zeros((2, 8), np.uint64))
-    write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF | (1 << PG(m, "PG_active"))))
+    write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF))
     va = head_va(m, np.array([head + 1, head + 2]))
     write_field(m, np.array([head + 1, head + 2]), "lru_next", va + np.uint64(8))
     write_field(m, np.array([head + 1, head + 2]), "lru_prev", va + np.uint64(8))
