@@ -224,3 +224,78 @@ def test_hvo_is_refused_where_the_arch_does_not_offer_it():
     with pytest.raises(KernelError, match="does not select"):
         hugetlb_vmemmap_optimize(m, folio)
     assert m.state() == before
+
+
+# -- per-version facts (issue 12 §4; sources in each docstring) -----------------------------------
+def test_arm64_has_hvo_in_5_19_only():
+    """kernel-facts §0a 9: 5.19 arm64 selects ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP (turned off
+    by 060a2c92d1b6); Debian's 6.1.192 arch/*/Kconfig: only x86 selects it."""
+    m = Machine("arm64-4k", "5.19", ram=GiB)
+    assert hugetlb_vmemmap_optimize(m, alloc_hugetlb_folio(m, "2M")).data_pages_freed == 7
+    m = Machine("arm64-4k", "6.1", ram=GiB)
+    with pytest.raises(KernelError, match="does not select"):
+        hugetlb_vmemmap_optimize(m, alloc_hugetlb_folio(m, "2M"))
+
+
+@pytest.mark.parametrize("kernel, head_copy", [("5.19", False), ("6.1", False), ("6.6", True),
+                                               ("6.12.117", True)])
+def test_head_copy_is_6_2(kernel, head_copy):
+    """11aad2631bf7 "remap head page to newly allocated page" is 6.2: 6.1.192's
+    vmemmap_remap_free has no new-page allocation for the head."""
+    m = Machine("x86_64", kernel, ram=GiB)
+    assert hugetlb_vmemmap_optimize(m, alloc_hugetlb_folio(m, "2M")).head_copy is head_copy
+
+
+@pytest.mark.parametrize("kernel, marked_p1", [("5.19", "loop"), ("6.1", "block"),
+                                               ("6.6", "block")])
+def test_reset_struct_pages_loop_vs_block(kernel, marked_p1):
+    """NR_RESET_STRUCT_PAGE is 3 (6.1.192 mm/hugetlb_vmemmap.c; 6.6.87, 6.12.x per kernel-facts
+    §0a 2).  5.19 copies struct page 3 into each of 0-2 in a loop; 6.1.192 does
+    memcpy(start, start + 3, 3 * sizeof(struct page)), so struct page 4 lands on struct page 1
+    of every restored vmemmap page.  Struct page 4 is head + 4: in 6.1 its private holds the
+    hwpoison list head (SUBPAGE_INDEX_HWPOISON).  Mark it and look at tail 64 + 1."""
+    m = Machine("x86_64", kernel, ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    h = folio.head_pfn
+    hugetlb_vmemmap_optimize(m, folio)
+    mark = 0x1234_5678
+    write_field(m, h + 4, "private", mark)   # through the RW head vmemmap page
+    hugetlb_vmemmap_restore(m, folio)
+    got = [int(x) for x in read_field(m, h + 64 + np.arange(6), "private")]
+    if marked_p1 == "loop":
+        assert got == [0, 0, 0, 0, mark, 0]      # 0-2 take struct page 3's private (0)
+    else:
+        assert got == [0, mark, 0, 0, mark, 0]   # 1 takes struct page 4's
+    assert int(read_field(m, h + 4, "private")[0]) == mark   # the head page itself is kept
+
+
+@pytest.mark.parametrize("kernel, where, value", [
+    ("6.1", "compound_dtor", 2),             # page[1].compound_dtor = HUGETLB_PAGE_DTOR
+    ("6.6", "page_type", 0xFFFFF7FF),        # page_type &= ~PG_hugetlb (0x800), from UINT_MAX
+    ("6.12.117", "page_type", 0xF4000000),   # page_type = PGTY_hugetlb (0xf4) << 24
+])
+def test_hugetlb_marker_per_version(kernel, where, value):
+    """kernel-facts §0a 8 (6.6.87, 6.12) and 6.1.192 include/linux/page-flags.h PageHeadHuge:
+    the folio is marked on the head's page type from 6.6.y, on page[1]'s dtor before; dissolve
+    clears it (__folio_clear_hugetlb)."""
+    from vmemlab.hugetlb_vmemmap import folio_test_hugetlb
+
+    m = Machine("x86_64", kernel, ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    h = folio.head_pfn
+    at = h + 1 if where == "compound_dtor" else h
+    assert int(read_field(m, at, where)[0]) == value and folio_test_hugetlb(m, h)
+    if where == "page_type":   # not PG_active on page[1] any more
+        assert int(read_field(m, h + 1, "flags")[0]) & (1 << 8) == 0
+    dissolve_free_huge_page(m, folio)
+    assert not folio_test_hugetlb(m, h)
+
+
+def test_hwpoison_list_moved_from_page4_private_to_page2_in_6_2():
+    """6.1.192 mm/memory-failure.c raw_hwp_list_head: page_private(hpage +
+    SUBPAGE_INDEX_HWPOISON), SUBPAGE_INDEX_HWPOISON = 4 with CONFIG_CGROUP_HUGETLB; 6.2+
+    (dad6a5eb5556) folio->_hugetlb_hwpoison in page[2]."""
+    from vmemlab.hugetlb_vmemmap import hugetlb_hwpoison_location
+
+    assert hugetlb_hwpoison_location(Machine("x86_64", "6.1")) == (4, "private")
+    assert hugetlb_hwpoison_location(Machine("x86_64", "6.6")) == (2, "_hugetlb_hwpoison")

@@ -226,6 +226,18 @@ def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
     write_field(m, head, "page_type", pt)
 
 
+def hugetlb_hwpoison_location(m: Machine) -> tuple[int, str]:
+    """Where a HugeTLB folio keeps its list of poisoned subpages (``raw_hwp_list_head``), as
+    (struct page offset from the head, field): up to 6.1 ``page_private(head +
+    SUBPAGE_INDEX_HWPOISON)`` = ``page[4].private`` (6.1.192 mm/memory-failure.c, with
+    CONFIG_CGROUP_HUGETLB); from 6.2 (dad6a5eb5556) ``folio->_hugetlb_hwpoison`` in page[2]."""
+    from .page import SUBPAGE_INDEX_HWPOISON
+
+    if m.kernel.layout == "folio":
+        return 2, "_hugetlb_hwpoison"
+    return SUBPAGE_INDEX_HWPOISON, "private"
+
+
 def folio_test_hugetlb(m: Machine, head: int) -> bool:
     """``folio_test_hugetlb(folio)`` / ``PageHeadHuge(page)`` of the head at ``head``:
     <= 6.1 ``page[1].compound_dtor == HUGETLB_PAGE_DTOR`` (PG_head set); 6.6.y
