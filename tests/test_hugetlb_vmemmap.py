@@ -299,3 +299,27 @@ def test_hwpoison_list_moved_from_page4_private_to_page2_in_6_2():
 
     assert hugetlb_hwpoison_location(Machine("x86_64", "6.1")) == (4, "private")
     assert hugetlb_hwpoison_location(Machine("x86_64", "6.6")) == (2, "_hugetlb_hwpoison")
+
+
+def test_6_12_restore_copies_page3_hugetlb_fields_into_tails():
+    """A real-kernel quirk the model reproduces: 6.12's struct folio spans four struct pages
+    (page[3] holds _hugetlb_subpool .. _hugetlb_hwpoison, DWARF of Debian's 6.12.117), but
+    reset_struct_pages still resets NR_RESET_STRUCT_PAGE = 3 (kernel-facts §0a 2), copying
+    struct pages 3-5 onto 0-2 of every restored vmemmap page: page[3]'s HugeTLB words land in
+    struct page 64k of each.  The 2025-04 patch "mm, hugetlb: Increment the number of pages to
+    be reset on HVO" (NR_RESET_STRUCT_PAGE 4) is the fix; its commit id is not in the trees read."""
+    m = Machine("x86_64", "6.12.117", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    h = folio.head_pfn
+    hugetlb_vmemmap_optimize(m, folio)
+    mark = 0xFFFF888012345000
+    write_field(m, h + 3, "_hugetlb_hwpoison", mark)   # page[3] @40 = word 5 ("private")
+    hugetlb_vmemmap_restore(m, folio)
+    tails = h + 64 * np.arange(1, 8)
+    assert (read_field(m, tails, "private") == mark).all()
+    m2 = Machine("x86_64", "6.1", ram=GiB)   # 6.1: page[3].private is SUBPAGE_INDEX_CGROUP_RSVD
+    f2 = alloc_hugetlb_folio(m2, "2M")
+    hugetlb_vmemmap_optimize(m2, f2)
+    write_field(m2, f2.head_pfn + 3, "private", mark)
+    hugetlb_vmemmap_restore(m2, f2)
+    assert (read_field(m2, f2.head_pfn + 64 * np.arange(1, 8), "private") == mark).all()

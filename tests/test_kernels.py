@@ -52,7 +52,9 @@ def test_6_1_first_tail_is_the_5_18_struct_page():
                                          "compound_nr")}
     assert got == {"compound_head": 8, "compound_dtor": 16, "compound_order": 17,
                    "compound_mapcount": 20, "compound_pincount": 24, "compound_nr": 28}
-    assert "_folio_nr_pages" not in dt.names
+    # 6.1's struct folio names the same slot _folio_nr_pages (generated layout only)
+    if "_folio_nr_pages" in dt.names:
+        assert dt.fields["_folio_nr_pages"][1] == 28
 
 
 def test_6_12_folio_page1_is_not_the_6_6_one():
@@ -170,3 +172,29 @@ def test_generated_layout_loader_checks_its_input(tmp_path, monkeypatch):
     assert P.load_layout("nonexistent") is None
     with pytest.raises(ValueError, match="_refcount"):
         P.load_layout("y")
+
+
+@pytest.mark.parametrize("variant", ["6.1", "6.12.117"])
+def test_generated_layouts_agree_with_the_source_tables(variant, monkeypatch):
+    """The committed layouts (vmemlab/layouts/<variant>.json, written by i12v's generator from
+    the DWARF of Debian's linux-image-*-dbg) are what the model loads; every member the
+    source-derived table names (6.1.192 mm_types.h for 6.1; kernel-facts §0a 3 plus the 6.12.117
+    DWARF's page[3] for 6.12) sits at the same offset with the same width, the enum pageflags
+    bits the engine uses agree, and page->flags' zone/node fields are where page.py puts them."""
+    k = vmemlab.get_kernel(variant)
+    gen = P.load_layout(variant)
+    assert gen is not None and gen["variant"] == variant
+    dt_gen = P.struct_page_dtype(k)
+    monkeypatch.setattr(P, "load_layout", lambda v: None)
+    dt_src = P.struct_page_dtype(k)
+    for name in dt_src.names:
+        assert name in dt_gen.names, name
+        assert dt_gen.fields[name][1] == dt_src.fields[name][1], name
+        assert dt_gen.fields[name][0].itemsize == dt_src.fields[name][0].itemsize, name
+    src_flags = P.PAGEFLAGS[{"6.1": "5.17", "6.12.117": "6.12"}[variant]]
+    for f in ("PG_head", "PG_reserved", "PG_hwpoison", "PG_referenced", "PG_active"):
+        assert gen["pageflags"][f] == src_flags[f], f
+    fl = gen["flags_layout"]
+    assert (fl["NODES_PGSHIFT"], fl["ZONES_PGSHIFT"], fl["ZONES_WIDTH"]) == (
+        P.NODES_PGSHIFT, P.ZONES_PGSHIFT, P.ZONES_WIDTH)
+    assert gen["zones"]["ZONE_DEVICE"] == P.ZONE_DEVICE

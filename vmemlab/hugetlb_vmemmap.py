@@ -230,9 +230,13 @@ def hugetlb_hwpoison_location(m: Machine) -> tuple[int, str]:
     """Where a HugeTLB folio keeps its list of poisoned subpages (``raw_hwp_list_head``), as
     (struct page offset from the head, field): up to 6.1 ``page_private(head +
     SUBPAGE_INDEX_HWPOISON)`` = ``page[4].private`` (6.1.192 mm/memory-failure.c, with
-    CONFIG_CGROUP_HUGETLB); from 6.2 (dad6a5eb5556) ``folio->_hugetlb_hwpoison`` in page[2]."""
-    from .page import SUBPAGE_INDEX_HWPOISON
+    CONFIG_CGROUP_HUGETLB); from 6.2 (dad6a5eb5556) ``folio->_hugetlb_hwpoison`` in page[2]; in
+    6.12 struct folio has four struct pages and the field sits in page[3] (DWARF of Debian's
+    6.12.117, ``vmemlab/layouts/6.12.117.json``)."""
+    from .page import SUBPAGE_INDEX_HWPOISON, struct_layout_name
 
+    if struct_layout_name(m.kernel) == "6.12":
+        return 3, "_hugetlb_hwpoison"
     if m.kernel.layout == "folio":
         return 2, "_hugetlb_hwpoison"
     return SUBPAGE_INDEX_HWPOISON, "private"

@@ -46,7 +46,10 @@ First and second tail pages reuse words 2-5 [V, mm_types.h as of each version]:
 * ``"6.12"`` (6.12.0 / 6.12.33 ``struct folio``, kernel-facts §0a 3): page[1] ``_flags_1``,
   ``_head_1``, ``_large_mapcount`` (@16, -1 from ``prep_compound_head``), ``_entire_mapcount``
   (@20), ``_nr_pages_mapped`` (@24), ``_pincount`` (@28), ``_folio_nr_pages`` (@32); page[2]
-  as in 6.6.
+  only ``_flags_2``, ``_head_2``, ``_deferred_list`` (@16/@24); the HugeTLB fields moved to a
+  fourth struct page, page[3] (``_hugetlb_subpool`` @16 .. ``_hugetlb_hwpoison`` @40;
+  ``sizeof(struct folio)`` 256), as the DWARF of Debian's 6.12.117 shows
+  (``vmemlab/layouts/6.12.117.json``).
 
 ``"6.6"`` and ``"6.12"`` are both of the ``"folio"`` family (:func:`layout_key`); the exact table
 is :func:`struct_layout_name`.  A kernel with a generated layout (``vmemlab/layouts/<variant>.json``,
@@ -199,7 +202,12 @@ _LAYOUT_612 = [
     ("_flags_1", "<u8", 0), ("_head_1", "<u8", 8), ("_large_mapcount", "<i4", 16),
     ("_entire_mapcount", "<i4", 20), ("_nr_pages_mapped", "<i4", 24), ("_pincount", "<i4", 28),
     ("_folio_nr_pages", "<u4", 32),
-] + _FOLIO_PAGE2
+    ("_flags_2", "<u8", 0), ("_head_2", "<u8", 8), ("_deferred_list_next", "<u8", 16),
+    ("_deferred_list_prev", "<u8", 24),
+    ("_flags_3", "<u8", 0), ("_head_3", "<u8", 8), ("_hugetlb_subpool", "<u8", 16),
+    ("_hugetlb_cgroup", "<u8", 24), ("_hugetlb_cgroup_rsvd", "<u8", 32),
+    ("_hugetlb_hwpoison", "<u8", 40),
+]
 #: source-derived tables by :func:`struct_layout_name`
 _SOURCE_LAYOUTS = {"5.17": _LAYOUT_517_PAGE2, "5.18": _LAYOUT_518_PAGE1,
                    "6.6": _LAYOUT_FOLIO, "6.12": _LAYOUT_612}
@@ -305,8 +313,8 @@ def _dtype_from_layout(gen: dict[str, Any]) -> np.dtype:
     """A struct page dtype from a generated layout: page, then page1 and page2 members (all
     overlapping at their offsets within the 64 bytes), plus the model's ``words`` view."""
     names, formats, offsets = [], [], []
-    for part in ("page", "page1", "page2"):
-        for name, (off, size, signed) in gen[part].items():
+    for part in ("page", "page1", "page2", "page3"):
+        for name, (off, size, signed) in gen.get(part, {}).items():
             if name in names or off + size > SIZEOF_STRUCT_PAGE:
                 continue
             names.append(name)
