@@ -323,3 +323,23 @@ def test_6_12_restore_copies_page3_hugetlb_fields_into_tails():
     write_field(m2, f2.head_pfn + 3, "private", mark)
     hugetlb_vmemmap_restore(m2, f2)
     assert (read_field(m2, f2.head_pfn + 64 * np.arange(1, 8), "private") == mark).all()
+
+
+@pytest.mark.parametrize("head_copy", [False, True])
+def test_hvo_reuse_page_keeps_one_reference(head_copy):
+    """6.1.192 mm/hugetlb_vmemmap.c vmemmap_remap_pte: set_pte_at(..., mk_pte(walk->reuse_page,
+    PAGE_KERNEL_RO)) with no get_page, so the page 8 vmemmap pages now map keeps the single
+    reference it had (unlike device-dax's vmemmap_pte_populate, which get_page()s the reused tail
+    page once per PTE: 1 + 6 = 7 for 2 MiB, kernel-facts §3.3)."""
+    from vmemlab.hugetlb_vmemmap import vmemmap_page_count
+
+    m = Machine("x86_64", "6.6", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    hugetlb_vmemmap_optimize(m, folio, head_copy=head_copy)
+    assert vmemmap_page_count(m, folio.reuse_frame) == 1
+    import vmemlab
+
+    p = vmemlab.plan("128M", align="2M")
+    vpn = (p._pgmap.ranges[0][0] >> 12) * 64 >> 12
+    fr, _ = p._machine.pgtables.resolve(np.array([vpn + 1]))
+    assert vmemmap_page_count(p._machine, int(fr[0])) == 7

@@ -226,6 +226,25 @@ def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
     write_field(m, head, "page_type", pt)
 
 
+def vmemmap_page_count(m: Machine, fid: int) -> int:
+    """``page_count()`` of vmemmap data frame ``fid`` as the kernel keeps it.  The model's frame
+    refcount holds one reference per PTE that maps the frame -- true for device-dax, whose
+    ``vmemmap_pte_populate`` does ``get_page(reuse)`` for every reused PTE, and how the model
+    decides when a frame is free.  HVO's ``vmemmap_remap_pte`` takes none (6.1.192
+    mm/hugetlb_vmemmap.c: ``set_pte_at(&init_mm, addr, pte, mk_pte(walk->reuse_page,
+    pgprot))``, no ``get_page``), so for the page an optimized HugeTLB page's tails were
+    remapped onto, the model's count less those remapped PTEs: 1, the page's own reference."""
+    n = int(m.frames.refcount[fid])
+    st = m.hugetlb
+    if st is None:
+        return n
+    for f in st.folios:
+        if f.optimized and f.reuse_frame == fid:
+            s, e = _vmemmap_span(m, f)
+            n -= e - s - f.reserve   # the tail PTEs vmemmap_remap_pte pointed here
+    return n
+
+
 def hugetlb_hwpoison_location(m: Machine) -> tuple[int, str]:
     """Where a HugeTLB folio keeps its list of poisoned subpages (``raw_hwp_list_head``), as
     (struct page offset from the head, field): up to 6.1 ``page_private(head +
