@@ -212,7 +212,17 @@ def test_optimize_restore_roundtrip_keeps_struct_pages(kernel, nth, head_copy):
             assert (want == before[f]).all()
     hugetlb_vmemmap_restore(m, folio)
     for f in FIELDS:
-        assert (read_field(m, pfns, f) == before[f]).all(), f
+        got = read_field(m, pfns, f)
+        if f == "mapping" and kernel.startswith("6.12"):
+            # 6.12's folio has a page[3] (HugeTLB fields, the mapping slot is _hugetlb_cgroup,
+            # NULL).  copy_page brings page[3] into struct page 64k + 3 of every restored page
+            # and reset_struct_pages (3 struct pages: 3-5 onto 0-2) copies it onto 64k too, so
+            # both read NULL, not TAIL_MAPPING -- what NR_RESET_STRUCT_PAGE 4 later fixed
+            leak = np.sort(np.concatenate((np.arange(64, 512, 64), np.arange(67, 512, 64))))
+            assert (got[leak] == 0).all()
+            assert (np.delete(got, leak) == np.delete(before[f], leak)).all(), f
+            continue
+        assert (got == before[f]).all(), f
 
 
 def test_hvo_is_refused_where_the_arch_does_not_offer_it():

@@ -204,6 +204,17 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
     write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
     prep_compound_head(m, head, order)
     folio_set_hugetlb(m, head, True)
+    # __prep_new_huge_page (6.1.192 mm/hugetlb.c) / init_new_hugetlb_folio (6.x):
+    # INIT_LIST_HEAD(&folio->lru), then subpool, cgroup and cgroup_rsvd set to NULL
+    va = int(head_va(m, head))
+    write_field(m, head, "lru_next", va + 8)
+    write_field(m, head, "lru_prev", va + 8)
+    off, _ = hugetlb_hwpoison_location(m)
+    if m.kernel.layout == "folio":   # page[2] (6.2-6.11) or page[3] (6.12) of struct folio
+        for f in ("_hugetlb_subpool", "_hugetlb_cgroup", "_hugetlb_cgroup_rsvd"):
+            write_field(m, head + off, f, 0)
+    else:                            # page_private(head + SUBPAGE_INDEX_SUBPOOL .. _RSVD)
+        write_field(m, head + np.arange(1, 4, dtype=np.int64), "private", 0)
 
 
 def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
