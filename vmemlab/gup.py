@@ -52,7 +52,8 @@ squares, written in numpy) and :data:`COVER_LETTER_ROWS`, the gup_test table of 
 letter; :func:`cover_letter_table` fits on one size and predicts the other;
 :func:`predict_variants` extends the prediction to mainline's per-subpage-head kernels.
 
-Verified (mm/gup.c of 6.x read through the search index; v3/v4 patch 13 mail text):
+Verified (mm/gup.c of a 6.x snapshot read through the search index -- 6.11+, it has
+``try_grab_folio_fast`` -- and Debian's 6.1.192; v3/v4 patch 13 mail text):
 ``try_grab_folio``/``try_grab_folio_fast``/``try_get_folio``/``gup_put_folio``/
 ``unpin_user_pages``/``gup_fast_devmap_leaf``/``gup_fast_undo_dev_pagemap``/
 ``gup_fast_pmd_leaf``/``record_subpages`` bodies; patch 13's loop (``next = PageCompound(head) ?
@@ -93,7 +94,8 @@ if TYPE_CHECKING:
     from .memremap import DevPagemap
 
 # -- constants ------------------------------------------------------------------------------
-#: include/linux/mm.h (5.x numbering; 6.x renumbered them -- the model only uses them as bits)
+#: include/linux/mm.h as in 6.1.192 (later kernels renumbered them -- the model only uses them
+#: as bits)
 FOLL_WRITE = 0x01
 FOLL_GET = 0x04
 FOLL_LONGTERM = 0x10000

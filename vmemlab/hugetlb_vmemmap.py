@@ -16,7 +16,8 @@ read-only, onto one kept page, freeing the pages they mapped:
   ``vmemmap_remap_free`` copies page 0 into a new page, maps the head PTE to it RW and the tails
   RO, and frees the old page 0 as well (``head_copy``; default on for the ``folio`` kernels).
 
-Mechanics (6.x ``vmemmap_remap_range``): PMD-leaf vmemmap mappings in the range are split first
+Mechanics (``vmemmap_remap_range``, 6.1.192 read; 6.12.117's vmlinux calls the same split):
+PMD-leaf vmemmap mappings in the range are split first
 (``vmemmap_split_pmd``: ``pte_alloc_one_kernel``, 512 ``PAGE_KERNEL`` PTEs to ``head + i``,
 ``split_page`` unless the block is PageReserved; 6.1.192 mm/hugetlb_vmemmap.c read), so HVO
 costs one PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back
@@ -321,7 +322,7 @@ def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
 
 
 def vmemmap_split_pmd(m: Machine, k: int) -> int:
-    """``vmemmap_split_pmd(pmd, head, start, walk)`` (mm/hugetlb_vmemmap.c 6.x): a new PTE table
+    """``vmemmap_split_pmd(pmd, head, start, walk)`` (mm/hugetlb_vmemmap.c, 6.1.192 read): a new PTE table
     whose 512 PTEs map the PMD block's pages, ``split_page`` on the block; returns the table."""
     return m.pgtables.split_pmd_leaf(k)
 

@@ -57,7 +57,8 @@ class Kernel:
     compound_devmap: bool
     #: ``__populate_section_memmap`` may take the deduplicating compound path
     vmemmap_dedup: bool
-    #: ``vmemmap_can_optimize`` rule: "nr>1" (5.19-6.3) or "reserve_nr" (6.6+)
+    #: ``vmemmap_can_optimize`` rule: "nr>1" (5.19-6.3 mainline) or "reserve_nr" (6.1.192's
+    #: backport, 6.6.87, 6.12 -- the trees read)
     can_optimize_rule: str | None
     #: the v3 series' PMD-level reuse of PTE tables for PUD-sized compound pages (patch 14)
     pmd_reuse: bool
@@ -69,7 +70,8 @@ class Kernel:
     hvo_reserve_pages: int
     #: where the pin count of a compound page lives: "page2" (5.7-5.17, order > 1) or "page1"
     pincount: str
-    #: struct page layout: "5.17" (compound_dtor/compound_order in page[1]) or "folio" (6.x)
+    #: struct page family: "5.17" (compound_dtor/compound_order in page[1], up to 6.1) or
+    #: "folio" (struct folio page[1] members: 6.6, 6.12; the exact table is ``struct_layout``)
     layout: str
     #: /proc/vmstat nr_memmap_pages exists (6.11+, 15995a352474 and its 6.11-rc renames)
     memmap_counter: bool

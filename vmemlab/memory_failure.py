@@ -1,6 +1,7 @@
 """mm/memory-failure.c: ``memory_failure()`` on device-dax (ZONE_DEVICE) compound pages.
 
-Path (kernel-facts.md §11, 5.17-6.x): ``memory_failure(pfn, flags)`` -> ``pfn_to_online_page``
+Path (kernel-facts.md §11; 5.17, and 6.1.192 mm/memory-failure.c read):
+``memory_failure(pfn, flags)`` -> ``pfn_to_online_page``
 fails for ZONE_DEVICE -> ``pfn_valid`` and ``get_dev_pagemap`` -> ``memory_failure_dev_pagemap``:
 
 1. ``!pgmap_pfn_valid(pgmap, pfn)`` -> ``-ENXIO`` ("device metadata space is not recoverable":

@@ -716,9 +716,11 @@ def compound_head_pfns(m: Machine, pfns: np.ndarray | int) -> np.ndarray:
 
 
 def _fixed_fake_heads(m: Machine, pfns: np.ndarray) -> np.ndarray:
-    """``page_fixed_fake_head()`` over pfns (include/linux/page-flags.h, 5.18+): a struct page
-    at a PAGE_SIZE-aligned address that shows PG_head and whose next struct page has bit 0 of
-    ``compound_head`` set is a fake head; its real head is ``page[1].compound_head - 1``."""
+    """``page_fixed_fake_head()`` over pfns (include/linux/page-flags.h, 5.18; read in 6.1.192):
+    with the static key on, for a struct page at a PAGE_SIZE-aligned address that shows PG_head,
+    read ``head = page[1].compound_head``; if bit 0 is set return ``head - 1``, else the page.
+    A real head returns itself (its ``page[1].compound_head`` is ``page + 1``); a fake head
+    returns the real head, so ``page_is_fake_head`` is "``page[1].compound_head != page + 1``"."""
     out = pfns.copy()
     per = m.arch.STRUCT_PAGES_PER_PAGE
     aligned = pfns % per == 0
@@ -811,10 +813,11 @@ def page_is_fake_head(page: Page) -> bool:
 
 
 def page_fixed_fake_head(page: Page) -> Page:
-    """``page_fixed_fake_head(page)`` (include/linux/page-flags.h, 5.18-6.x): with the HVO
-    static key on, a PAGE_SIZE-aligned struct page that has PG_head but whose ``page[1]`` says
-    it is a tail is a fake head (an alias of the real head through an HVO-remapped vmemmap
-    page); return the real head.  Otherwise ``page``."""
+    """``page_fixed_fake_head(page)`` (include/linux/page-flags.h, 5.18; 6.1.192 read, same in
+    the 6.12 trees): with the HVO static key on, a PAGE_SIZE-aligned struct page that has
+    PG_head gets ``page[1].compound_head - 1`` if that word has bit 0 set -- the page itself for
+    a real head (``page[1].compound_head == page + 1``), the real head for a fake one (an alias
+    of the head through an HVO-remapped vmemmap page).  Otherwise ``page``."""
     m = page.m
     if not hvo_fake_head_enabled(page.m):
         return page
