@@ -198,3 +198,18 @@ def test_generated_layouts_agree_with_the_source_tables(variant, monkeypatch):
     assert (fl["NODES_PGSHIFT"], fl["ZONES_PGSHIFT"], fl["ZONES_WIDTH"]) == (
         P.NODES_PGSHIFT, P.ZONES_PGSHIFT, P.ZONES_WIDTH)
     assert gen["zones"]["ZONE_DEVICE"] == P.ZONE_DEVICE
+
+
+def test_init_single_page_resets_last_cpupid_to_all_ones():
+    """6.1.192 include/linux/mm.h page_cpupid_reset_last: page->flags |= LAST_CPUPID_MASK <<
+    LAST_CPUPID_PGSHIFT; with Debian's config the field is 21 bits at 30 (i12v's generated
+    flags_layout for both kernels: LAST__PID_SHIFT 8 + NR_CPUS_BITS 13)."""
+    for variant in ("6.1", "6.12.117"):
+        fl = P.load_layout(variant)["flags_layout"]
+        assert (fl["LAST_CPUPID_PGSHIFT"], fl["LAST_CPUPID_WIDTH"]) == (
+            P.LAST_CPUPID_PGSHIFT, P.LAST_CPUPID_WIDTH) == (30, 21)
+    p = vmemlab.plan("128M", align="2M", kernel="6.12.117")
+    head = p._pgmap.ranges[0][0] >> 12
+    flags = int(P.read_field(p._machine, head, "flags")[0])
+    assert (flags >> 30) & ((1 << 21) - 1) == (1 << 21) - 1
+    assert flags >> 51 & 7 == P.ZONE_DEVICE

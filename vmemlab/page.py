@@ -71,9 +71,9 @@ adds ``PG_owner_2`` (``PG_head`` 6, ``PG_reserved`` 13, ``PG_hwpoison`` 20; kern
 Zone and node numbers sit in the top bits: ``NODES_PGSHIFT`` 54 (``NODES_SHIFT`` 10) and
 ``ZONES_PGSHIFT`` 51 (3 zone bits for DMA, DMA32, NORMAL, MOVABLE, DEVICE), as
 include/linux/page-flags-layout.h gives for Debian's amd64 config (``CONFIG_NODES_SHIFT=10``,
-SPARSEMEM_VMEMMAP: no section field); ``last_cpupid`` (NUMA balancing) sits below them and
-``__init_single_page`` resets it to all ones (``page_cpupid_reset_last``) -- not modelled unless
-a generated layout gives its position.
+SPARSEMEM_VMEMMAP: no section field); ``last_cpupid`` (NUMA balancing, 21 bits at 30) sits
+below them and ``__init_single_page`` resets it to all ones (``page_cpupid_reset_last``).
+Debian 6.1+ also has the LRU_GEN fields (bits 25-29), zero at init.
 
 Lazy initialisation
 -------------------
@@ -124,6 +124,12 @@ ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = 0, 1, 2, 3, 4
 NODES_WIDTH, ZONES_WIDTH = 10, 3
 NODES_PGSHIFT = 64 - NODES_WIDTH
 ZONES_PGSHIFT = NODES_PGSHIFT - ZONES_WIDTH
+#: ``LAST_CPUPID_SHIFT`` = ``LAST__PID_SHIFT`` 8 + ``NR_CPUS_BITS`` 13 (Debian: CONFIG_NR_CPUS=8192,
+#: CONFIG_NUMA_BALANCING=y), in page->flags just below the zone field (include/linux/
+#: page-flags-layout.h; both generated layouts give 30 and 21)
+LAST_CPUPID_WIDTH = 21
+LAST_CPUPID_PGSHIFT = ZONES_PGSHIFT - LAST_CPUPID_WIDTH
+LAST_CPUPID_MASK = (1 << LAST_CPUPID_WIDTH) - 1
 
 #: a kernel-pointer-looking value standing for ``struct dev_pagemap *`` (id in the low bits)
 PGMAP_POINTER_BASE = 0xFFFF888000000000
@@ -338,8 +344,12 @@ def PG(m: Machine, name: str) -> int:  # noqa: N802 - kernel name
 
 
 def zone_node_flags(zone: int, nid: int = 0) -> int:
-    """``set_page_links()``: the zone and node fields of ``page->flags`` (model layout)."""
-    return (nid << NODES_PGSHIFT) | (zone << ZONES_PGSHIFT)
+    """``page->flags`` as ``__init_single_page`` leaves it before any flag is set:
+    ``set_page_links()`` (zone and node fields) and ``page_cpupid_reset_last()`` (the
+    last_cpupid field all ones: ``page->flags |= LAST_CPUPID_MASK << LAST_CPUPID_PGSHIFT``,
+    6.1.192 include/linux/mm.h; the real-kernel check found it in Debian's 6.12.117 and 6.1)."""
+    return ((nid << NODES_PGSHIFT) | (zone << ZONES_PGSHIFT)
+            | (LAST_CPUPID_MASK << LAST_CPUPID_PGSHIFT))
 
 
 def page_zonenum_from_flags(flags: int) -> int:
