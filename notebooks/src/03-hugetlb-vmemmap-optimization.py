@@ -233,6 +233,36 @@ print("after dissolve: PageHead(page 0)", P.PageHead(head), "| PageTail(page 300
       P.PageTail(head + 300))
 
 # %% [markdown]
+# `reset_struct_pages` rewrites only the first `NR_RESET_STRUCT_PAGE` struct pages of each
+# copy, and it differs between kernels: 5.19 copies struct page 3 into each of 0–2, 6.1 and
+# later `memcpy` the block 3–5 onto 0–2. Everything else in the copy is the kept page verbatim,
+# so a field that lives in an early tail travels into every restored vmemmap page. 6.12's
+# `struct folio` spans four struct pages (the HugeTLB fields moved to page[3]) while the reset
+# stayed at 3 until the 2025 patch "mm, hugetlb: Increment the number of pages to be reset on
+# HVO". Put a marker in page[3]'s word 5 (6.12: `_hugetlb_hwpoison`; 6.1: `private`, the
+# reservation cgroup) and read struct pages 64–67 after a restore:
+
+# %%
+for kernel in ("5.19", "6.1", "6.12.117"):
+    mk = Machine("x86_64", kernel, ram="1G")
+    f = hvo.alloc_hugetlb_folio(mk, "2M")
+    hvo.hugetlb_vmemmap_optimize(mk, f)
+    P.write_field(mk, f.head_pfn + 3, "private", 0xABC)
+    hvo.hugetlb_vmemmap_restore(mk, f)
+    got = P.read_field(mk, f.head_pfn + 64 + np.arange(4), "private")
+    print(f"kernel {kernel:>8}: NR_RESET_STRUCT_PAGE {mk.kernel.nr_reset_struct_page}"
+          f"{' (loop)' if mk.kernel.reset_loop else ' (block)'}; word 5 of struct pages "
+          f"64-67: {[hex(int(x)) for x in got]}")
+
+# %% [markdown]
+# In every kernel the marker reappears at 64 + 3 (a verbatim copy of page[3]). 5.19's loop
+# also writes struct page 3 over each of 64–66; the block copy moves it to 64 only (65 and 66
+# take struct pages 4 and 5). The kernel clears the HugeTLB fields before it dissolves a page, so in
+# practice the copies hold NULL; a pointer left behind would turn up in tails the allocator
+# later hands out. (The real-kernel check found Debian's 6.12.117 restore path has no
+# `reset_struct_pages` call at all; the model follows the 6.12.33 source until the dumps say
+# what it does instead.)
+#
 # Restoring needs memory: a machine short of RAM cannot dissolve an optimized HugeTLB page
 # (the model refuses with -ENOMEM and leaves the page optimized).
 #
