@@ -67,7 +67,14 @@ def test_hvo_frees_the_documented_pages(kernel, size, order, vmemmap_pages, tabl
     # restore returns every data page; the split PTE tables stay (no re-collapse in the kernel)
     assert m.usage()["ram_data_pages"] == data
     assert m.ram.used == used + tables
-    assert (compound_head_pfns(m, pfns) == folio.head_pfn).all()
+    want = np.full(pfns.size, folio.head_pfn)
+    if kernel == "6.12.117":
+        # no reset_struct_pages (Debian 6.12.117, measured): struct page 64k of every restored
+        # vmemmap page is a verbatim copy of the head, PG_head and no tail bit: its own head
+        idx = pfns - folio.head_pfn
+        copies = (idx % 64 == 0) & (idx > 0)
+        want[copies] = pfns[copies]
+    assert (compound_head_pfns(m, pfns) == want).all()
 
 
 @pytest.mark.parametrize("kernel,size", [("5.19", "2M"), ("6.6", "2M"), ("6.6", "1G")])
@@ -211,6 +218,13 @@ def test_optimize_restore_roundtrip_keeps_struct_pages(kernel, nth, head_copy):
         if reuse == 1:  # pages 2..7 alias tails 64..127, which have the same contents
             assert (want == before[f]).all()
     hugetlb_vmemmap_restore(m, folio)
+    if kernel == "6.12.117":
+        # measured bug (D10): no reset -- struct pages 64k + j are verbatim copies of j, j < 4
+        for f in FIELDS:
+            got = read_field(m, pfns, f)
+            for j in range(4):
+                assert (got[64 + j::64] == before[f][j]).all(), (f, j)
+        return
     for f in FIELDS:
         got = read_field(m, pfns, f)
         if f == "mapping" and kernel.startswith("6.12"):
@@ -318,7 +332,7 @@ def test_6_12_restore_copies_page3_hugetlb_fields_into_tails():
     struct pages 3-5 onto 0-2 of every restored vmemmap page: page[3]'s HugeTLB words land in
     struct page 64k of each.  The 2025-04 patch "mm, hugetlb: Increment the number of pages to
     be reset on HVO" (NR_RESET_STRUCT_PAGE 4) is the fix; its commit id is not in the trees read."""
-    m = Machine("x86_64", "6.12.117", ram=GiB)
+    m = Machine("x86_64", "6.12", ram=GiB)
     folio = alloc_hugetlb_folio(m, "2M")
     h = folio.head_pfn
     hugetlb_vmemmap_optimize(m, folio)
@@ -353,3 +367,46 @@ def test_hvo_reuse_page_keeps_one_reference(head_copy):
     vpn = (p._pgmap.ranges[0][0] >> 12) * 64 >> 12
     fr, _ = p._machine.pgtables.resolve(np.array([vpn + 1]))
     assert vmemmap_page_count(p._machine, int(fr[0])) == 7
+
+
+def test_6_12_117_dissolve_of_an_hvo_page_hits_bad_page_state_and_leaks():
+    """Measured on Debian 6.12.117 (validation/results/hvo-6.12.117+deb12-amd64.json, i12v's
+    D10): after `echo 0 > nr_hugepages` of HVO-optimized 2 MiB pages, dmesg "BUG: Bad page
+    state ... corrupted mapping in tail page | nonzero mapcount | PAGE_FLAGS_CHECK_AT_FREE
+    flag(s) set" for struct pages 64k + {0..3} of every restored vmemmap page, and the huge
+    pages are not freed: the restore (Debian 6.12.115-1's backport of "mm/hugetlb: refactor code
+    around vmemmap_walk") copies the head-copy page into each restored page without
+    reset_struct_pages.  7 restored pages x 4 = 28 bad struct pages."""
+    from vmemlab.hugetlb_vmemmap import folio_test_hugetlb
+
+    m = Machine("x86_64", "6.12.117", ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    h = folio.head_pfn
+    hugetlb_vmemmap_optimize(m, folio)
+    bad = dissolve_free_huge_page(m, folio)
+    want = sorted(h + 64 * k + j for k in range(1, 8) for j in range(4))
+    assert sorted(p for p, _ in bad) == want
+    reasons = " ".join(r for _, r in bad)
+    for msg in ("corrupted mapping in tail page", "nonzero mapcount",
+                "PAGE_FLAGS_CHECK_AT_FREE flag(s) set"):
+        assert msg in reasons
+    assert m.hugetlb.leaked == [h]
+    # kpageflags after the leak: HUGE (PGTY_hugetlb) and COMPOUND_HEAD (PG_head) at head + 64k
+    assert folio_test_hugetlb(m, h + 64) and test_flag_bits(m, h + 64, "PG_head")[0]
+
+
+@pytest.mark.parametrize("kernel", ["5.17", "5.19", "6.1", "6.6", "6.12.117"])
+def test_dissolve_without_hvo_frees_cleanly(kernel):
+    m = Machine("x86_64", kernel, ram=GiB)
+    assert dissolve_free_huge_page(m, alloc_hugetlb_folio(m, "2M")) == []
+    assert m.hugetlb.leaked == []
+
+
+@pytest.mark.parametrize("kernel", ["5.19", "6.1", "6.6"])
+def test_dissolve_after_hvo_frees_cleanly_where_the_reset_covers_the_folio(kernel):
+    """Up to 6.6 the folio's metadata lives in struct pages 0-2 (plus page[3..4].private in
+    6.1, which are NULL at dissolve), so reset_struct_pages leaves clean tails."""
+    m = Machine("x86_64", kernel, ram=GiB)
+    folio = alloc_hugetlb_folio(m, "2M")
+    hugetlb_vmemmap_optimize(m, folio)
+    assert dissolve_free_huge_page(m, folio) == []

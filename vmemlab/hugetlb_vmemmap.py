@@ -102,6 +102,11 @@ class HugetlbState:
     folios: list[HugetlbFolio] = field(default_factory=list)
     #: ``hugetlb_optimize_vmemmap_key`` count (5.18+: one per optimized page)
     fake_head_key: int = 0
+    #: "BUG: Bad page state" reports of dissolves whose free path rejected struct pages:
+    #: (pfn, reason); such a HugeTLB page is not returned to the buddy allocator
+    bad_pages: list[tuple[int, str]] = field(default_factory=list)
+    #: head pfns of HugeTLB pages lost that way
+    leaked: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -465,22 +470,93 @@ def hugetlb_vmemmap_restore(m: Machine, folio: HugetlbFolio) -> HvoReport:
     return HvoReport(folio.order, e - s, reserve, reserve - 1, -nr, 0, False, -nr)
 
 
-def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
+#: PAGE_FLAGS_CHECK_AT_FREE (include/linux/page-flags.h) as page flag names; those the
+#: kernel variant lacks are skipped
+_CHECK_AT_FREE = ("PG_lru", "PG_locked", "PG_private", "PG_private_2", "PG_writeback",
+                  "PG_reserved", "PG_slab", "PG_active", "PG_unevictable", "PG_mlocked")
+
+
+def free_tail_pages_bad(m: Machine, head: int, nr: int) -> list[tuple[int, str]]:
+    """The tail checks of ``free_pages_prepare`` for a compound page of ``nr`` pages at
+    ``head``: ``free_tail_page_prepare`` (6.12: "corrupted mapping in tail page" unless
+    ``mapping == TAIL_MAPPING``, skipped for tails 1, 2 and -- HugeTLB fields overlap it --
+    3; "corrupted compound_head") and ``free_page_is_bad`` ("nonzero mapcount", "nonzero
+    _refcount", "PAGE_FLAGS_CHECK_AT_FREE flag(s) set").  Returns (pfn, reason) per bad tail.
+    Only struct pages a restore left dirty fail them: the copies of head, page[1..3] that
+    Debian's 6.12.117 puts at the start of every restored vmemmap page (the real-kernel
+    check's dmesg)."""
+    from .page import TAIL_MAPPING
+
+    tails = head + np.arange(1, nr, dtype=np.int64)
+    idx = tails - head
+    mapping = read_field(m, tails, "mapping")
+    ch = read_field(m, tails, "compound_head")
+    mapc = read_field(m, tails, "_mapcount")
+    ref = read_field(m, tails, "_refcount")
+    flags = read_field(m, tails, "flags")
+    table = {}
+    for name in _CHECK_AT_FREE:
+        try:
+            table[name] = PG(m, name)
+        except ParameterError:
+            continue
+    mask = np.uint64(sum(1 << b for b in table.values()))
+    skip = (idx == 1) | (idx == 2) | ((idx == 3) & (m.kernel.layout == "folio"))
+    reasons: list[tuple[int, str]] = []
+    bad_map = ~skip & (mapping != np.uint64(TAIL_MAPPING))
+    bad_ch = ch != head_va(m, head) + np.uint64(1)
+    bad_mc = mapc != -1
+    bad_ref = ref != 0
+    bad_fl = (flags & mask) != 0
+    for i in np.flatnonzero(bad_map | bad_ch | bad_mc | bad_ref | bad_fl).tolist():
+        why = [w for w, b in (("corrupted mapping in tail page", bad_map[i]),
+                              ("corrupted compound_head", bad_ch[i]),
+                              ("nonzero mapcount", bad_mc[i]), ("nonzero _refcount", bad_ref[i]),
+                              ("PAGE_FLAGS_CHECK_AT_FREE flag(s) set", bad_fl[i])) if b]
+        reasons.append((int(tails[i]), " | ".join(why)))
+    return reasons
+
+
+def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> list[tuple[int, str]]:
     """``dissolve_free_huge_page()``: restore the vmemmap if optimized (-ENOMEM leaves the page
     a HugeTLB page), then give the pages back to the buddy allocator (``destroy_compound``:
     PG_head, tails' ``compound_head`` and ``mapping`` cleared; page[1] metadata zeroed).
-    Dissolving twice is -EINVAL."""
+    Dissolving twice is -EINVAL.
+
+    The free path checks the tails first (:func:`free_tail_pages_bad`).  If any is bad the
+    kernel prints "BUG: Bad page state" for each and does not free the page: the tails lose
+    ``mapping`` and ``compound_head`` (``free_tail_page_prepare`` always clears them) but the
+    bad ones and the head keep their flags, and the HugeTLB page is gone from both HugeTLB and
+    the buddy allocator.  That is what Debian's 6.12.117 does after HVO (kernel variant
+    ``6.12.117``; measured: every restored vmemmap page starts with copies of head, page[1],
+    page[2] and page[3] because its restore no longer resets them).  Returns the bad pages."""
     folio = _find(m, folio)
-    if folio.optimized:
-        hugetlb_vmemmap_restore(m, folio)
     head, nr = folio.head_pfn, folio.nr_pages
+    # a free HugeTLB page sits in the pool with refcount 0 (the model's allocation left 1);
+    # __update_and_free_hugetlb_folio restores the vmemmap before folio_ref_unfreeze
+    if folio.optimized:
+        write_field(m, head, "_refcount", 0)      # the head vmemmap page is writable (kept)
+        hugetlb_vmemmap_restore(m, folio)
     tails = head + np.arange(1, nr, dtype=np.int64)
+    folio_set_hugetlb(m, head, False)                                       # __clear_hugetlb
+    if m.kernel.layout == "folio":   # free_pages_prepare: page[1].flags &= ~PAGE_FLAGS_SECOND
+        p1 = read_field(m, head + 1, "flags")
+        write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF))
+    bad = free_tail_pages_bad(m, head, nr)
+    if bad:
+        write_field(m, tails, "compound_head", 0)
+        write_field(m, tails, "mapping", 0)
+        st = _state(m)
+        st.bad_pages.extend(bad)
+        st.leaked.append(head)
+        folio.dissolved = True
+        st.folios.remove(folio)
+        return bad
     flags = int(read_field(m, head, "flags")[0])
     write_field(m, head, "flags", flags & ~(1 << PG(m, "PG_head")))
     write_field(m, head, "_refcount", 0)
     write_field(m, tails, "compound_head", 0)
     write_field(m, tails, "mapping", 0)
-    folio_set_hugetlb(m, head, False)                                       # __clear_hugetlb
     p1 = read_field(m, head + 1, "flags")
     write_field(m, np.array([head + 1, head + 2]), "words", np.zeros((2, 8), np.uint64))
     write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF))
@@ -490,6 +566,7 @@ def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
     write_field(m, np.array([head + 1, head + 2]), "_mapcount", -1)
     folio.dissolved = True
     _state(m).folios.remove(folio)
+    return []
 
 
 # -- reports -----------------------------------------------------------------------------------

@@ -38,7 +38,14 @@ Each variant names the trees actually read; a rule is stated for those versions 
 ``6.12.117`` The ``6.12`` rules plus Muchun Song's 2026 fix "fix DAX vmemmap accounting with
            optimization" (``section_nr_vmemmap_pages``, Cc: stable): ``nr_memmap_pages``
            counts the deduplicated memmap.  Measured in Debian's 6.12.117 (6.12.107 and later
-           showed the same; 6.12.100 did not -- see ``validation/``).
+           showed the same; 6.12.100 did not -- see ``validation/``).  Its HVO restore is the
+           one Debian 6.12.115-1 backported with "mm/hugetlb: refactor code around
+           vmemmap_walk": ``vmemmap_restore_pte`` copies the head-copy page into every
+           restored vmemmap page and no longer calls ``reset_struct_pages``
+           (``nr_reset_struct_page = 0``; read in Debian's linux-source-6.12 6.12.117-1~deb12u1
+           by the real-kernel check, and in the vmlinux: no memcpy after ``copy_page``), so
+           dissolving an optimized page hits "BUG: Bad page state" and leaks it -- a kernel
+           bug, measured; the upstream commits were not identified offline.
 =========  ===================================================================================
 """
 from __future__ import annotations
@@ -141,7 +148,7 @@ KERNELS: dict[str, Kernel] = {
                        "(2026 fix)",
                        memmap_counter_dedup=True, struct_layout="6.12",
                        dax_gate_arches=("x86_64", "ppc64-radix-64k", "riscv"),
-                       nr_reset_struct_page=3, hvo_head_copy=True, hugetlb_marker="pgty",
+                       nr_reset_struct_page=0, hvo_head_copy=True, hugetlb_marker="pgty",
                        arm64_partial_basepages=True),
 }
 

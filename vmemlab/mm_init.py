@@ -323,7 +323,7 @@ def prep_compound_head(m: Machine, head_pfn: int, order: int) -> None:
     * 5.18-6.1: the same with ``page[1].compound_pincount = 0`` always;
     * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``), 6.12
       ``_large_mapcount = -1``, ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``,
-      ``_pincount = 0``."""
+      ``_pincount = 0`` and, order > 1, ``INIT_LIST_HEAD(&folio->_deferred_list)``."""
     from .page import read_field
 
     lay = layout_key(m.kernel)
@@ -337,6 +337,12 @@ def prep_compound_head(m: Machine, head_pfn: int, order: int) -> None:
         write_field(m, p1, "_entire_mapcount", -1)
         write_field(m, p1, "_nr_pages_mapped", 0)
         write_field(m, p1, "_pincount", 0)
+        if order > 1 and "_large_mapcount" in struct_pages(m).dtype.names:
+            # 6.12: INIT_LIST_HEAD(&folio->_deferred_list) (since 8897277acfef, 6.8); in
+            # memmap_init_compound page[2] is initialised afterwards and overwrites it
+            va = int(head_va(m, head_pfn + 2)) + 16
+            write_field(m, head_pfn + 2, "_deferred_list_next", va)
+            write_field(m, head_pfn + 2, "_deferred_list_prev", va)
         return
     write_field(m, p1, "compound_dtor", COMPOUND_PAGE_DTOR)
     write_field(m, p1, "compound_order", order)

@@ -235,7 +235,7 @@ print("after dissolve: PageHead(page 0)", P.PageHead(head), "| PageTail(page 300
 # %% [markdown]
 # `reset_struct_pages` rewrites only the first `NR_RESET_STRUCT_PAGE` struct pages of each
 # copy, and it differs between kernels: 5.19 copies struct page 3 into each of 0–2, 6.1 and
-# later `memcpy` the block 3–5 onto 0–2. Everything else in the copy is the kept page verbatim,
+# 6.12.0 `memcpy` the block 3–5 onto 0–2. Everything else in the copy is the kept page verbatim,
 # so a field that lives in an early tail travels into every restored vmemmap page. 6.12's
 # `struct folio` spans four struct pages (the HugeTLB fields moved to page[3]) while the reset
 # stayed at 3 until the 2025 patch "mm, hugetlb: Increment the number of pages to be reset on
@@ -243,26 +243,47 @@ print("after dissolve: PageHead(page 0)", P.PageHead(head), "| PageTail(page 300
 # reservation cgroup) and read struct pages 64–67 after a restore:
 
 # %%
-for kernel in ("5.19", "6.1", "6.12.117"):
+for kernel in ("5.19", "6.1", "6.12", "6.12.117"):
     mk = Machine("x86_64", kernel, ram="1G")
     f = hvo.alloc_hugetlb_folio(mk, "2M")
     hvo.hugetlb_vmemmap_optimize(mk, f)
     P.write_field(mk, f.head_pfn + 3, "private", 0xABC)
     hvo.hugetlb_vmemmap_restore(mk, f)
     got = P.read_field(mk, f.head_pfn + 64 + np.arange(4), "private")
-    print(f"kernel {kernel:>8}: NR_RESET_STRUCT_PAGE {mk.kernel.nr_reset_struct_page}"
-          f"{' (loop)' if mk.kernel.reset_loop else ' (block)'}; word 5 of struct pages "
-          f"64-67: {[hex(int(x)) for x in got]}")
+    n = mk.kernel.nr_reset_struct_page
+    how = "none" if not n else f"{n}{' (loop)' if mk.kernel.reset_loop else ' (block)'}"
+    print(f"kernel {kernel:>8}: reset {how:<9} word 5 of struct pages 64-67: "
+          f"{[hex(int(x)) for x in got]}")
 
 # %% [markdown]
 # In every kernel the marker reappears at 64 + 3 (a verbatim copy of page[3]). 5.19's loop
 # also writes struct page 3 over each of 64–66; the block copy moves it to 64 only (65 and 66
-# take struct pages 4 and 5). The kernel clears the HugeTLB fields before it dissolves a page, so in
-# practice the copies hold NULL; a pointer left behind would turn up in tails the allocator
-# later hands out. (The real-kernel check found Debian's 6.12.117 restore path has no
-# `reset_struct_pages` call at all; the model follows the 6.12.33 source until the dumps say
-# what it does instead.)
+# take struct pages 4 and 5). Debian's 6.12.117 resets nothing at all.
 #
+# ## A kernel bug: Debian 6.12.117 cannot dissolve an optimized page
+#
+# The real-kernel check (chapter 11) found that on Debian's 6.12.117 `echo 0 > nr_hugepages`
+# after HVO leaks every optimized page, with `BUG: Bad page state` in dmesg. Debian 6.12.115
+# backported "mm/hugetlb: refactor code around vmemmap_walk", after which
+# `vmemmap_restore_pte` copies the kept page into every restored vmemmap page and no longer
+# calls `reset_struct_pages`: each restored page starts with copies of the head and of
+# page[1], page[2] and page[3]. The page allocator's free checks reject those tails, so the
+# whole HugeTLB page is neither a HugeTLB page nor free any more. (The upstream commit ids were
+# not identified in this session; the 2025 reset patch above, which that refactor replaced,
+# had reached Debian in 6.12.111.) The model's `6.12.117` variant does the same:
+
+# %%
+for kernel in ("6.6", "6.12.117"):
+    mk = Machine("x86_64", kernel, ram="1G")
+    f = hvo.alloc_hugetlb_folio(mk, "2M")
+    hvo.hugetlb_vmemmap_optimize(mk, f)
+    bad = hvo.dissolve_free_huge_page(mk, f)
+    print(f"kernel {kernel:>8}: {len(bad)} bad struct pages, HugeTLB pages leaked "
+          f"{len(mk.hugetlb.leaked)}")
+    for pfn, why in bad[:5]:
+        print(f"    BUG: Bad page state pfn {pfn:#x} (head + {pfn - f.head_pfn}): {why}")
+
+# %% [markdown]
 # Restoring needs memory: a machine short of RAM cannot dissolve an optimized HugeTLB page
 # (the model refuses with -ENOMEM and leaves the page optimized).
 #
