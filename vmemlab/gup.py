@@ -824,8 +824,10 @@ def _release(m: Machine, pages: GupResult | np.ndarray, pin: bool, apply: bool) 
 def unpin_user_pages(m: Machine, pages: GupResult | np.ndarray, *, apply: bool = True) -> GupCounters:
     """``unpin_user_pages(pages, npages)``: ``gup_folio_next`` groups consecutive entries of one
     folio (reading every entry's struct page) and ``gup_put_folio(folio, nr, FOLL_PIN)`` drops
-    them at once: ``pincount -= nr; refcount -= nr`` or ``refcount -= nr * 1024``.  Batched since
-    5.12 ("decrement head page once for group of subpages"; version UNCONFIRMED)."""
+    them at once: ``pincount -= nr; refcount -= nr`` or ``refcount -= nr * 1024``.  Read in
+    6.1.192 mm/gup.c (``gup_folio_next`` + ``gup_put_folio(folio, nr, FOLL_PIN)``); the
+    batching came with Joao Martins' "mm/gup: decrement head page once for group of
+    subpages" (the v7 compound-devmap cover letter's 5.17 numbers assume it)."""
     return _release(m, pages, True, apply)
 
 
