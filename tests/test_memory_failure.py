@@ -6,8 +6,8 @@ patch 1 of the series "memory-failure: fetch compound_head after pgmap_pfn_valid
   -ENXIO ("device metadata space is not recoverable"); nothing changes;
 * otherwise PG_hwpoison on the head struct page, the whole 2M/1G mapping unmapped, SIGBUS with
   si_addr_lsb = 21 / 30 (PMD_SHIFT / PUD_SHIFT on x86_64);
-* unmap start = (head->index << PAGE_SHIFT) & ~(size - 1); length = size (5.19+), start + size
-  in the 4.19-5.18 code (over-unmap);
+* unmap start = (head->index << PAGE_SHIFT) & ~(size - 1); length = size (the 4.19-5.12
+  start + size bug was fixed by 4d75136be8bf before every variant modelled);
 * before patch 1 the tail's own struct page is used: mapping = TAIL_MAPPING, index not the head's.
 Alias arithmetic (deduplicated memmap, kernel-facts §7): tail k >= 64 of a 2M page shares its
 struct page with (512 - 64) / 64 = 7 tails.
@@ -68,13 +68,17 @@ def test_pre_patch_uses_the_tail_wrong_mapping_index_and_range():
     assert r2.outcome == "recovered" and r2.page_pfn == head and r2.index == 512 * 3
 
 
-def test_5_17_unmap_length_is_start_plus_size():
-    m, pg, base = setup("2M", kernel="5.17")
+@pytest.mark.parametrize("kernel", ["v3", "5.17", "5.19", "6.1", "6.6", "6.12.117"])
+def test_unmap_length_is_size_in_every_variant(kernel):
+    """kernel-facts §0a 1: the start + size length (4.19-5.12) was fixed by 4d75136be8bf
+    "mm/memory-failure: unnecessary amount of unmapping" (stable 5.12.4), so 5.17 and the v3
+    base already pass size; 6.1.192 unmap_and_kill: unmap_mapping_range(mapping, start, size, 0)."""
+    m, pg, base = setup("2M", kernel=kernel)
     maps = [UserMapping("A", VA, 16 * MiB, base)]
     r = memory_failure(m, base + 512 * 2 + 9, mappings=maps)
     start = (512 * 2) << 12
-    assert (r.unmap_start, r.unmap_len) == (start, start + 2 * MiB)  # an end in the length slot
-    assert r.unmapped == [("A", VA + start, start + 2 * MiB)]  # over-unmaps 4 MiB, not 2
+    assert (r.unmap_start, r.unmap_len) == (start, 2 * MiB)
+    assert r.unmapped == [("A", VA + start, 2 * MiB)]
 
 
 def test_never_mapped_page_is_ebusy():
@@ -111,12 +115,12 @@ def test_dax_vma_mappings_are_accepted():
     assert r.outcome == "recovered" and r.killed == [("proc", vma.vm_start + 2 * MiB, 21)]
 
 
-@pytest.mark.parametrize("kernel, expect_len", [("6.6", 2 * MiB), ("5.17", 12 * MiB)])
+@pytest.mark.parametrize("kernel, expect_len", [("6.6", 2 * MiB), ("5.17", 2 * MiB)])
 def test_file_offsets_count_from_the_namespace_data_start(kernel, expect_len):
     """device-dax file offset 0 is the namespace's data start (nd_pfn dataoff = 2 MiB here), as
     dax_pgoff_to_phys counts.  Poisoning the page at file offset 10 MiB + 4 KiB: the head's index
-    is 10 MiB / 4 KiB = 2560, start = 10 MiB; 5.19+ unmaps size = 2 MiB, 5.17 passes start +
-    size = 12 MiB as the length (kernel-facts.md §11)."""
+    is 10 MiB / 4 KiB = 2560, start = 10 MiB; every variant unmaps size = 2 MiB (kernel-facts
+    §0a 1: the start + size length was fixed by 4d75136be8bf, stable 5.12.4)."""
     from vmemlab.dax_device import dax_mmap_plan
 
     p = plan("1G", align="2M", map="mem", kernel=kernel)

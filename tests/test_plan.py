@@ -153,7 +153,7 @@ def test_nr_memmap_pages_counter_by_variant(align, expect):
     """kernel-facts.md §12: up to the 2026 fix nr_memmap_pages counts the full memmap
     (16 GiB / 4 KiB * 64 B = 65536 pages) whatever the align; with section_nr_vmemmap_pages
     (variant 6.12.117) it counts the deduplicated memmap.  validation/ measured both."""
-    assert vmemlab.plan("16G", align=align, kernel="6.6").nr_memmap_pages == 65536
+    assert vmemlab.plan("16G", align=align, kernel="6.12").nr_memmap_pages == 65536
     assert vmemlab.plan("16G", align=align, kernel="6.12.117").nr_memmap_pages == expect
     assert vmemlab.plan("16G", align=align, map="dev", kernel="6.12.117").nr_memmap_pages == 65536
 
@@ -175,7 +175,8 @@ def test_map_dev_counts_compound_pages_from_pfn_first():
 
 
 def test_kernels_without_the_counter_report_none():
-    """nr_memmap_pages exists from 6.11 (kernel-facts.md §12)."""
-    assert vmemlab.plan("16G", kernel="5.17").nr_memmap_pages is None
-    assert vmemlab.plan("16G", kernel="5.19").nr_memmap_pages is None
-    assert vmemlab.plan("16G", kernel="6.6").nr_memmap_pages == 65536
+    """nr_memmap_pages exists from 6.11 (15995a352474; kernel-facts.md §0a 7: 6.6.87 has none;
+    Debian's 6.1.192 include/linux/vmstat.h and mmzone.h have no NR_MEMMAP item either)."""
+    for k in ("5.17", "5.19", "6.1", "6.6"):
+        assert vmemlab.plan("16G", kernel=k).nr_memmap_pages is None, k
+    assert vmemlab.plan("16G", kernel="6.12").nr_memmap_pages == 65536

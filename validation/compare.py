@@ -336,10 +336,10 @@ def compare_config(results: dict, config: dict, noise_pages: float, kernel: str)
 def kernel_variant(results: dict) -> str:
     """The vmemlab kernel variant that matches the measured kernel: ``6.12.117`` when the guest
     has ``section_nr_vmemmap_pages`` (the 2026 nr_memmap_pages fix, backported to 6.12.107+),
-    otherwise ``6.6`` (the 6.6+ population rules with the full memmap counted)."""
+    otherwise ``6.12`` (the 6.12 rules with the full memmap counted; 6.6 has no counter)."""
     if "section_nr_vmemmap_pages" in results.get("guest", {}).get("kallsyms", ""):
         return "6.12.117"
-    return "6.6"
+    return "6.12"
 
 
 def compare(results: dict, kernel: str | None = None) -> list[dict]:

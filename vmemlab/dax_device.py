@@ -17,8 +17,9 @@ page tables are kept lazily as one boolean per leaf slot (a 128 GiB VMA at 2M al
 booleans), never a Python object per page.  Physical pages are those of the dax range: the
 namespace's data area (``nd_pfn`` ``dataoff`` onwards), linear in the page offset (one range).
 
-After the DAX refcount rework (~6.15, kernel-facts.md §8, version UNCONFIRMED) the leaves are
-normal refcounted folio mappings; this module models the devmap era only.
+Every kernel variant modelled (up to the 6.12 trees read) inserts devmap leaves; Alistair
+Popple's later DAX refcount rework (kernel-facts.md §8, after 6.12) makes them normal refcounted
+folio mappings, which this module does not model.
 """
 
 from __future__ import annotations

@@ -414,15 +414,15 @@ def _memmap_counter(r: random.Random, seed: int) -> Exercise:
 
     gib = r.choice([4, 16])
     align = r.choice(["2M", "1G"])
-    kernel = r.choice(["6.6", "6.12.117"])
+    kernel = r.choice(["6.12", "6.12.117"])
     p = plan(f"{gib}G", align=align, kernel=kernel)
     return Exercise(
         "memmap-counter", seed,
         f"Creating a {gib} GiB devdax namespace (align {align}, --map=mem) on kernel {kernel}: "
         f"by how many pages does /proc/vmstat nr_memmap_pages grow?",
         p.nr_memmap_pages,
-        ("6.6 (6.11-6.12.10x) counts the full memmap, 64 B per 4 KiB page"
-         if kernel == "6.6" else "6.12.117 counts VMEMMAP_RESERVE_NR (2) pages per compound "
+        ("6.12 (6.11-6.12.10x) counts the full memmap, 64 B per 4 KiB page"
+         if kernel == "6.12" else "6.12.117 counts VMEMMAP_RESERVE_NR (2) pages per compound "
                                  "page once deduplicated")
         + f": {p.nr_memmap_pages}.",
         hint="which kernel: before or after the 2026 accounting fix?",
@@ -588,20 +588,19 @@ def _mf_unmap_len(r: random.Random, seed: int) -> Exercise:
     vma = dax_mmap_plan(p)
     pfn = int(vma.va_to_pfn(vma.vm_start + c * p.align + t * p.page_size))
     res = memory_failure(p._machine, pfn, mappings=[("app", vma)])
-    mib = sum(size for _, _, size in res.unmapped) >> 20
-    how = ("5.19+ passes the size: one 2 MiB page" if kernel != "5.17" else
-           f"4.19-5.18 pass start + size as the length: {c} x 2 MiB + 2 MiB, starting at the "
-           f"head's offset {2 * c} MiB")
+    mib = res.unmap_start >> 20
     return Exercise(
         "mf-unmap-len", seed,
-        f"Kernel {kernel}, x86_64: a process maps a whole device-dax instance (align 2M) from "
-        f"file offset 0, every page faulted in. memory_failure() hits tail {t} of the compound "
-        f"page at file offset {2 * c} MiB. How many MiB of the process's mapping does "
-        f"unmap_mapping_range() tear down?",
+        f"Kernel {kernel}, x86_64: a process maps a whole 1 GiB device-dax instance (align 2M, "
+        f"--map=dev) from file offset 0, every page faulted in. memory_failure() hits tail {t} "
+        f"of the compound page at file offset {2 * c} MiB. At which file offset (in MiB) does "
+        f"the range unmap_mapping_range() tears down start?",
         mib,
-        f"the head's index gives start = {2 * c} MiB, size = 2 MiB (PMD mapping); {how}: "
-        f"{mib} MiB.",
-        hint="start = (head->index << PAGE_SHIFT) & ~(size - 1); what goes in the length slot?",
+        f"start = (head->index << PAGE_SHIFT) & ~(size - 1) with the HEAD's index (patch 1 "
+        f"fetches compound_head first) and size = 2 MiB (a PMD mapping): {mib} MiB; the length "
+        f"is size, {res.unmap_len >> 20} MiB (the start + size length was fixed in 5.13 by "
+        f"4d75136be8bf).",
+        hint="start = (head->index << PAGE_SHIFT) & ~(size - 1); whose index?",
         params={"kernel": kernel, "c": c, "t": t})
 
 

@@ -6,12 +6,17 @@ Three variants, chosen by ``m.kernel.gup`` (kernel-facts.md §9):
     "before"): device pages are order-0.  ``__gup_device_huge`` loops one page at a time:
     ``SetPageReferenced(page)``, ``try_grab_page(page, flags)`` -- one reference on each page's
     own struct page.
-``"per-subpage-head"`` (mainline 5.17 to ~6.14: ``__gup_device_huge``, renamed
-    ``gup_fast_devmap_leaf`` in 6.x): the same loop over compound devmap pages; every grab
-    (``try_grab_page`` / ``try_grab_folio(page, 1, flags)``) and every ``SetPageReferenced`` /
-    ``folio_set_referenced`` lands on the head, so a 2M PMD costs 512 grabs on one head.
-``"head-once"`` (v3 patch 13 "mm/gup: grab head page refcount once for group of subpages", never
-    merged; later mainline reached the same shape through ``gup_fast_pmd_leaf``):
+``"per-subpage-head"`` (every released devmap gup_fast path read: 5.17 ``__gup_device_huge``,
+    6.1.192 ``__gup_device_huge`` with ``try_grab_page(page, flags)``, 6.6
+    ``try_grab_folio(page_folio(page), 1, ...)``, 6.12 ``gup_fast_devmap_leaf`` with
+    ``try_grab_folio_fast(page, 1, ...)``; kernel-facts §0a 11): the same loop over compound
+    devmap pages; every grab and every ``SetPageReferenced`` / ``folio_set_referenced`` lands on
+    the head, so a 2M PMD costs 512 grabs on one head.  GUP-fast refuses ``FOLL_LONGTERM`` on
+    devmap entries, so RDMA/VFIO-style long-term pins take the slow path.
+``"head-once"`` -- the unmerged v3 patch 13 only ("mm/gup: grab head page refcount once for group
+    of subpages", v4 08/14, deferred at v5): it matches no released devmap GUP path.  (Only after
+    the devmap helpers were removed, past the 6.12 trees read, do device-dax leaves go through
+    ``gup_fast_pmd_leaf``, which has this shape.)
     ``head = compound_head(page)``; ``next = PageCompound(head) ? end : addr + PAGE_SIZE``;
     ``refs = record_subpages(page, addr, next, pages + *nr)``; ``SetPageReferenced(head)``; one
     ``try_grab_compound_head(head, refs, flags)``.
@@ -47,25 +52,27 @@ squares, written in numpy) and :data:`COVER_LETTER_ROWS`, the gup_test table of 
 letter; :func:`cover_letter_table` fits on one size and predicts the other;
 :func:`predict_variants` extends the prediction to mainline's per-subpage-head kernels.
 
-Verified (mm/gup.c of 6.x read through the search index; v3/v4 patch 13 mail text):
+Verified (mm/gup.c of a 6.x snapshot read through the search index -- 6.11+, it has
+``try_grab_folio_fast`` -- and Debian's 6.1.192; v3/v4 patch 13 mail text):
 ``try_grab_folio``/``try_grab_folio_fast``/``try_get_folio``/``gup_put_folio``/
 ``unpin_user_pages``/``gup_fast_devmap_leaf``/``gup_fast_undo_dev_pagemap``/
 ``gup_fast_pmd_leaf``/``record_subpages`` bodies; patch 13's loop (``next = PageCompound(head) ?
 end : addr + PAGE_SIZE``, ``SetPageReferenced(head)``, one ``try_grab_compound_head``).
 
-UNVERIFIED (from kernel-facts.md or memory, not re-read here):
+Checked in Debian's 6.1.192 mm/gup.c and include/linux/mm.h (the 5.16/5.17 bodies have the
+same shape): ``try_grab_page`` refuses when ``folio_ref_count <= 0``; ``FOLL_GET`` is one
+``folio_ref_inc``; ``FOLL_PIN`` on a large folio is ``folio_ref_add(folio, 1)`` plus
+``atomic_add(1, folio_pincount_ptr(folio))``, on a small one ``folio_ref_add(folio,
+GUP_PIN_COUNTING_BIAS)`` -- the per-grab atomics the model counts.  ``try_grab_folio`` (the
+batched form) pins a small folio with two atomics (``try_get_folio`` then ``folio_ref_add(refs
+* (BIAS - 1))``); the model counts one there, as ``try_grab_page`` does, which is what the
+devmap loop calls.  ``FOLL_WRITE`` 0x01, ``FOLL_GET`` 0x04, ``FOLL_LONGTERM`` 0x10000,
+``FOLL_PIN`` 0x40000 as in 6.1.192 include/linux/mm.h.
 
-* 5.16/5.17 ``try_grab_page`` and next-20210714 ``try_grab_compound_head`` bodies (the atomic
-  counts per grab assume the same shape as 6.x ``try_grab_folio``: get 1 add, pin 1 add of the
-  bias or 1 add + 1 pin-count add); whether the v3 base added the pin count before or after the
-  refcount (the model applies both or neither).
-* 6.11+ ``try_grab_folio_fast`` pins an order-0 folio with two atomics (``try_get_folio`` then
-  ``folio_ref_add(refs * (BIAS - 1))``); the model counts one, as ``try_grab_page`` (<= 6.9).
-* ``FOLL_*`` numeric values (5.x numbering); the year unpin became batched (5.12?).
-* The cost model's miss/near split is a modelling choice (prefetchers follow a stream within a
-  4 KiB page, not a 32 KiB stride), not something the cover letter measured; per-call overhead
-  of gup_test's batches (``-n``) and cross-CPU effects are not modelled.
-* The PG_referenced bit is counted as an atomic (``set_bit``) but not stored.
+Modelling choices, not kernel facts: the cost model's miss/near split (prefetchers follow a
+stream within a 4 KiB page, not a 32 KiB stride) is not something the cover letter measured;
+per-call overhead of gup_test's batches (``-n``) and cross-CPU effects are not modelled; the
+PG_referenced bit is counted as an atomic (``set_bit``) but not stored.
 """
 
 from __future__ import annotations
@@ -88,7 +95,8 @@ if TYPE_CHECKING:
     from .memremap import DevPagemap
 
 # -- constants ------------------------------------------------------------------------------
-#: include/linux/mm.h (5.x numbering; 6.x renumbered them -- the model only uses them as bits)
+#: include/linux/mm.h as in 6.1.192 (later kernels renumbered them -- the model only uses them
+#: as bits)
 FOLL_WRITE = 0x01
 FOLL_GET = 0x04
 FOLL_LONGTERM = 0x10000
@@ -830,8 +838,10 @@ def _release(m: Machine, pages: GupResult | np.ndarray, pin: bool, apply: bool) 
 def unpin_user_pages(m: Machine, pages: GupResult | np.ndarray, *, apply: bool = True) -> GupCounters:
     """``unpin_user_pages(pages, npages)``: ``gup_folio_next`` groups consecutive entries of one
     folio (reading every entry's struct page) and ``gup_put_folio(folio, nr, FOLL_PIN)`` drops
-    them at once: ``pincount -= nr; refcount -= nr`` or ``refcount -= nr * 1024``.  Batched since
-    5.12 ("decrement head page once for group of subpages"; version UNCONFIRMED)."""
+    them at once: ``pincount -= nr; refcount -= nr`` or ``refcount -= nr * 1024``.  Read in
+    6.1.192 mm/gup.c (``gup_folio_next`` + ``gup_put_folio(folio, nr, FOLL_PIN)``); the
+    batching came with Joao Martins' "mm/gup: decrement head page once for group of
+    subpages" (the v7 compound-devmap cover letter's 5.17 numbers assume it)."""
     return _release(m, pages, True, apply)
 
 

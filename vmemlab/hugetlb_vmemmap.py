@@ -16,26 +16,41 @@ read-only, onto one kept page, freeing the pages they mapped:
   ``vmemmap_remap_free`` copies page 0 into a new page, maps the head PTE to it RW and the tails
   RO, and frees the old page 0 as well (``head_copy``; default on for the ``folio`` kernels).
 
-Mechanics (6.x ``vmemmap_remap_range``): PMD-leaf vmemmap mappings in the range are split first
+Mechanics (``vmemmap_remap_range``, 6.1.192 read; 6.12.117's vmlinux calls the same split):
+PMD-leaf vmemmap mappings in the range are split first
 (``vmemmap_split_pmd``: ``pte_alloc_one_kernel``, 512 ``PAGE_KERNEL`` PTEs to ``head + i``,
-``split_page`` unless the block is PageReserved [V: 6.x text in patch mail]), so HVO costs one
-PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back [I: no collapse
-path in the functions read].  Restore
+``split_page`` unless the block is PageReserved; 6.1.192 mm/hugetlb_vmemmap.c read), so HVO
+costs one PTE table per 2 MiB of vmemmap VA it touches; restore does not collapse it back
+(6.1.192 mm/hugetlb_vmemmap.c has no path that reinstalls a PMD leaf).  Restore
 (``vmemmap_remap_alloc``, on dissolve) allocates the freed pages again, copies the reuse page
 into each (``copy_page``), and 5.18+ ``reset_struct_pages`` overwrites the first
-``NR_RESET_STRUCT_PAGE`` struct pages of each copy with the next ones (3 in 5.18-6.1, 4 in 6.x
-[V per kernel-facts §10]) so head data does not leak into tails; then remaps RW.
+``NR_RESET_STRUCT_PAGE`` struct pages of each copy so head data does not leak into tails; then
+remaps RW.  ``m.kernel.nr_reset_struct_page`` is 3 in every variant with a reset (5.19, 6.1.192,
+6.6.87, 6.12.0, 6.12.33: kernel-facts §0a 2; it became 4 only with the 2025-04 patch "mm,
+hugetlb: Increment the number of pages to be reset on HVO"); 5.19 copies struct page 3 into each
+of pages 0-2 (``m.kernel.reset_loop``), 6.1+ ``memcpy`` the block 3-5 onto 0-2.  With a block
+copy, ``page[4]`` -- in 6.1 the HugeTLB hwpoison list head, ``page[4].private`` -- lands on
+``page[1]`` of every restored vmemmap page.
 
 Contrast with device-dax (:func:`contrast_with_device_dax`): device-dax *populates* a
 deduplicated memmap and reuses the *tail* vmemmap page (page 1), keeping 2 pages; HVO *remaps*
 an existing memmap and (5.18+) reuses the *head* vmemmap page, keeping 1 -- one page more saved
 per compound page.
 
+Which arches: ``m.kernel.hvo_arches`` (5.17: ``HUGETLB_PAGE_FREE_VMEMMAP depends on X86_64``;
+5.19: x86_64 and arm64 select ``ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP``, kernel-facts §0a 9;
+6.1.192 arch/*/Kconfig: x86_64 only, arm64's was turned off by 060a2c92d1b6; 6.6/6.12: x86_64
+of the arches modelled).
+
+How the folio marks itself HugeTLB (``m.kernel.hugetlb_marker``, kernel-facts §0a 8): up to
+6.1 ``page[1].compound_dtor = HUGETLB_PAGE_DTOR`` (6.1.192 ``PageHeadHuge``); 6.6.87 a page
+type on the head, ``page_type &= ~PG_hugetlb`` (0x800) -- the stable backport of d99e3140a4d3
+"mm: turn folio_test_hugetlb into a PageType"; 6.12 ``page_type = PGTY_hugetlb << 24`` (0xf4).
+:func:`folio_test_hugetlb` reads it back.
+
 Not modelled: the vmemmap_optimize sysctl/boot switch (HVO is applied when asked), batching
 and TLB flushes, ``memmap_on_memory`` refusal, pre-HVO of boot gigantic pages (6.15),
-HugeTLB cgroup/subpool fields.  How the folio marks itself HugeTLB: 5.17 layout
-``compound_dtor = HUGETLB_PAGE_DTOR`` [V]; folio layout: a flag on page[1] (modelled as
-``PG_active`` of page[1], UNVERIFIED).
+HugeTLB cgroup/subpool fields (left NULL, as ``init_new_hugetlb_folio`` leaves them).
 """
 
 from __future__ import annotations
@@ -50,9 +65,10 @@ from .frames import VMEMMAP
 from .page import (
     HUGETLB_PAGE_DTOR,
     PG,
+    PG_HUGETLB_PAGE_TYPE,
+    PGTY_HUGETLB,
     SIZEOF_STRUCT_PAGE,
     head_va,
-    layout_key,
     read_field,
     struct_pages,
     write_field,
@@ -86,6 +102,11 @@ class HugetlbState:
     folios: list[HugetlbFolio] = field(default_factory=list)
     #: ``hugetlb_optimize_vmemmap_key`` count (5.18+: one per optimized page)
     fake_head_key: int = 0
+    #: "BUG: Bad page state" reports of dissolves whose free path rejected struct pages:
+    #: (pfn, reason); such a HugeTLB page is not returned to the buddy allocator
+    bad_pages: list[tuple[int, str]] = field(default_factory=list)
+    #: head pfns of HugeTLB pages lost that way
+    leaked: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -188,11 +209,89 @@ def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
     prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64), order)
     write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
     prep_compound_head(m, head, order)
-    if layout_key(m.kernel) == "folio":          # folio_set_hugetlb: a page[1] flag (UNVERIFIED)
-        f1 = int(read_field(m, head + 1, "_flags_1")[0])
-        write_field(m, head + 1, "_flags_1", f1 | (1 << PG(m, "PG_active")))
-    else:                                        # set_compound_page_dtor(HUGETLB_PAGE_DTOR)
-        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR)
+    folio_set_hugetlb(m, head, True)
+    # __prep_new_huge_page (6.1.192 mm/hugetlb.c) / init_new_hugetlb_folio (6.x):
+    # INIT_LIST_HEAD(&folio->lru), then subpool, cgroup and cgroup_rsvd set to NULL
+    va = int(head_va(m, head))
+    write_field(m, head, "lru_next", va + 8)
+    write_field(m, head, "lru_prev", va + 8)
+    off, _ = hugetlb_hwpoison_location(m)
+    if m.kernel.layout == "folio":   # page[2] (6.2-6.11) or page[3] (6.12) of struct folio
+        for f in ("_hugetlb_subpool", "_hugetlb_cgroup", "_hugetlb_cgroup_rsvd"):
+            write_field(m, head + off, f, 0)
+    else:                            # page_private(head + SUBPAGE_INDEX_SUBPOOL .. _RSVD)
+        write_field(m, head + np.arange(1, 4, dtype=np.int64), "private", 0)
+
+
+def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
+    """Mark (``on``) or unmark the folio at ``head`` as HugeTLB, per ``m.kernel.hugetlb_marker``:
+    ``set_compound_page_dtor(page, HUGETLB_PAGE_DTOR)`` (<= 6.1; unmarking restores
+    ``COMPOUND_PAGE_DTOR``), 6.6.y ``__folio_set_hugetlb`` (``page_type &= ~PG_hugetlb``;
+    ``__folio_clear_hugetlb``: ``|= PG_hugetlb``), 6.12 ``page_type = PGTY_hugetlb << 24``
+    (clear: ``UINT_MAX``)."""
+    from .page import COMPOUND_PAGE_DTOR
+
+    mark = m.kernel.hugetlb_marker
+    if mark == "dtor":
+        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR if on else COMPOUND_PAGE_DTOR)
+        return
+    pt = int(read_field(m, head, "page_type")[0])
+    if mark == "pg_hugetlb":
+        pt = pt & ~PG_HUGETLB_PAGE_TYPE if on else pt | PG_HUGETLB_PAGE_TYPE
+    else:
+        pt = PGTY_HUGETLB << 24 if on else 0xFFFFFFFF
+    write_field(m, head, "page_type", pt)
+
+
+def vmemmap_page_count(m: Machine, fid: int) -> int:
+    """``page_count()`` of vmemmap data frame ``fid`` as the kernel keeps it.  The model's frame
+    refcount holds one reference per PTE that maps the frame -- true for device-dax, whose
+    ``vmemmap_pte_populate`` does ``get_page(reuse)`` for every reused PTE, and how the model
+    decides when a frame is free.  HVO's ``vmemmap_remap_pte`` takes none (6.1.192
+    mm/hugetlb_vmemmap.c: ``set_pte_at(&init_mm, addr, pte, mk_pte(walk->reuse_page,
+    pgprot))``, no ``get_page``), so for the page an optimized HugeTLB page's tails were
+    remapped onto, the model's count less those remapped PTEs: 1, the page's own reference."""
+    n = int(m.frames.refcount[fid])
+    st = m.hugetlb
+    if st is None:
+        return n
+    for f in st.folios:
+        if f.optimized and f.reuse_frame == fid:
+            s, e = _vmemmap_span(m, f)
+            n -= e - s - f.reserve   # the tail PTEs vmemmap_remap_pte pointed here
+    return n
+
+
+def hugetlb_hwpoison_location(m: Machine) -> tuple[int, str]:
+    """Where a HugeTLB folio keeps its list of poisoned subpages (``raw_hwp_list_head``), as
+    (struct page offset from the head, field): up to 6.1 ``page_private(head +
+    SUBPAGE_INDEX_HWPOISON)`` = ``page[4].private`` (6.1.192 mm/memory-failure.c, with
+    CONFIG_CGROUP_HUGETLB); from 6.2 (dad6a5eb5556) ``folio->_hugetlb_hwpoison`` in page[2]; in
+    6.12 struct folio has four struct pages and the field sits in page[3] (DWARF of Debian's
+    6.12.117, ``vmemlab/layouts/6.12.117.json``)."""
+    from .page import SUBPAGE_INDEX_HWPOISON, struct_layout_name
+
+    if struct_layout_name(m.kernel) == "6.12":
+        return 3, "_hugetlb_hwpoison"
+    if m.kernel.layout == "folio":
+        return 2, "_hugetlb_hwpoison"
+    return SUBPAGE_INDEX_HWPOISON, "private"
+
+
+def folio_test_hugetlb(m: Machine, head: int) -> bool:
+    """``folio_test_hugetlb(folio)`` / ``PageHeadHuge(page)`` of the head at ``head``:
+    <= 6.1 ``page[1].compound_dtor == HUGETLB_PAGE_DTOR`` (PG_head set); 6.6.y
+    ``(page_type & (PAGE_TYPE_BASE | PG_hugetlb)) == PAGE_TYPE_BASE``; 6.12
+    ``page_type >> 24 == PGTY_hugetlb``."""
+    mark = m.kernel.hugetlb_marker
+    if mark == "dtor":
+        flags = int(read_field(m, head, "flags")[0])
+        return bool(flags >> PG(m, "PG_head") & 1) and \
+            int(read_field(m, head + 1, "compound_dtor")[0]) == HUGETLB_PAGE_DTOR
+    pt = int(read_field(m, head, "page_type")[0])
+    if mark == "pg_hugetlb":
+        return pt & (0xF0000000 | PG_HUGETLB_PAGE_TYPE) == 0xF0000000
+    return pt >> 24 == PGTY_HUGETLB
 
 
 def _find(m: Machine, folio: HugetlbFolio) -> HugetlbFolio:
@@ -213,11 +312,11 @@ def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
                           f"kernel {m.kernel.name} has no HugeTLB vmemmap optimization")
     a = m.arch
-    if not a.arch_want_optimize_hugetlb_vmemmap:
+    if a.name not in m.kernel.hvo_arches:
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_optimize",
-                          f"{a.name}: HugeTLB vmemmap optimization is modelled on x86_64 only "
-                          "(CONFIG_ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP; arm64 turned it off in "
-                          "6.1)")
+                          f"{a.name}: kernel {m.kernel.name} does not select HugeTLB vmemmap "
+                          "optimization there (it does on " + ", ".join(m.kernel.hvo_arches)
+                          + "; arm64 only in 5.19, turned off by 060a2c92d1b6)")
     if a.struct_page_size & (a.struct_page_size - 1):
         raise KernelError("EOPNOTSUPP", "hugetlb_vmemmap_init",
                           "cannot optimize vmemmap pages because struct page crosses page "
@@ -230,7 +329,7 @@ def _check_optimizable(m: Machine, folio: HugetlbFolio) -> int:
 
 
 def vmemmap_split_pmd(m: Machine, k: int) -> int:
-    """``vmemmap_split_pmd(pmd, head, start, walk)`` (mm/hugetlb_vmemmap.c 6.x): a new PTE table
+    """``vmemmap_split_pmd(pmd, head, start, walk)`` (mm/hugetlb_vmemmap.c, 6.1.192 read): a new PTE table
     whose 512 PTEs map the PMD block's pages, ``split_page`` on the block; returns the table."""
     return m.pgtables.split_pmd_leaf(k)
 
@@ -297,7 +396,7 @@ def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
         raise ParameterError("head_copy", head_copy, "True, False or None (the variant's default)")
     reserve = _check_optimizable(m, folio)
     if head_copy is None:
-        head_copy = reserve == 1 and m.kernel.layout == "folio"
+        head_copy = reserve == 1 and m.kernel.hvo_head_copy
     if head_copy and reserve != 1:
         raise ParameterError("head_copy", head_copy, "False: the 6.2 head copy needs 5.18+ HVO "
                              "(one kept vmemmap page)")
@@ -326,23 +425,27 @@ def vmemmap_remap_alloc(m: Machine, reuse_vpn: int, end_vpn: int, reuse: int,
                         reserve: int) -> None:
     """``vmemmap_remap_alloc(start, end, reuse, gfp)``: allocate ``end - start`` pages, then
     ``vmemmap_restore_pte`` for each: ``copy_page`` of the reuse page, 5.18+
-    ``reset_struct_pages`` (the first ``NR_RESET_STRUCT_PAGE`` struct pages take the contents
-    of the next ones: 3 in 5.18-6.1, 4 in 6.x; none in 5.14-5.17, whose reuse page holds only
-    tails), and the PTE back to ``PAGE_KERNEL``; the reuse page loses one reference per PTE."""
+    ``reset_struct_pages`` (``m.kernel.nr_reset_struct_page`` = 3 struct pages: 5.19 copies
+    struct page 3 into each of 0-2, 6.1+ copies the block 3-5 onto 0-2; none in 5.14-5.17,
+    whose reuse page holds only tails), and the PTE back to ``PAGE_KERNEL``; the reuse page
+    loses one reference per PTE."""
     pt, f = m.pgtables, m.frames
     st = struct_pages(m)
     key_reuse = (int(f.home[reuse]), int(f.pfn[reuse]))
     st.locate(np.array([reuse_vpn * st.per_page]))
     nr = end_vpn - reuse_vpn - 1
     new = f.alloc_ram(nr, 0, VMEMMAP, function="vmemmap_remap_alloc")
-    n_reset = 0 if reserve == 2 else (4 if m.kernel.layout == "folio" else 3)
+    n_reset = 0 if reserve == 2 else m.kernel.nr_reset_struct_page
     olds = []
     for vpn, fid in zip(range(reuse_vpn + 1, end_vpn), new.tolist()):     # vmemmap_restore_pte
         key = (int(f.home[fid]), int(f.pfn[fid]))
         st.copy_page(key, key_reuse)                                      # copy_page
         if n_reset:                                                       # reset_struct_pages
             raw = st._raw[st.slot[key]]  # the copy's 8-word struct pages
-            raw[: 8 * n_reset] = raw[8 * n_reset: 16 * n_reset].copy()
+            if m.kernel.reset_loop:  # 5.19: memcpy(start + i, from, sizeof(*from)) per i
+                raw[: 8 * n_reset] = np.tile(raw[8 * n_reset: 8 * n_reset + 8], n_reset)
+            else:                    # 6.1+: memcpy(start, from, sizeof(*from) * N)
+                raw[: 8 * n_reset] = raw[8 * n_reset: 16 * n_reset].copy()
         olds.append(pt.remap_pte(vpn, fid, ro=False))
     f.put(new)  # alloc's reference: the PTE holds one now
     f.put(np.array(olds, np.int64))
@@ -379,16 +482,88 @@ def hugetlb_vmemmap_restore(m: Machine, folio: HugetlbFolio) -> HvoReport:
     return HvoReport(folio.order, e - s, reserve, reserve - 1, -nr, 0, False, -nr)
 
 
-def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
+#: PAGE_FLAGS_CHECK_AT_FREE (include/linux/page-flags.h) as page flag names; those the
+#: kernel variant lacks are skipped
+_CHECK_AT_FREE = ("PG_lru", "PG_locked", "PG_private", "PG_private_2", "PG_writeback",
+                  "PG_reserved", "PG_slab", "PG_active", "PG_unevictable", "PG_mlocked")
+
+
+def free_tail_pages_bad(m: Machine, head: int, nr: int) -> list[tuple[int, str]]:
+    """The tail checks of ``free_pages_prepare`` for a compound page of ``nr`` pages at
+    ``head``: ``free_tail_page_prepare`` (6.12: "corrupted mapping in tail page" unless
+    ``mapping == TAIL_MAPPING``, skipped for tails 1, 2 and -- HugeTLB fields overlap it --
+    3; "corrupted compound_head") and ``free_page_is_bad`` ("nonzero mapcount", "nonzero
+    _refcount", "PAGE_FLAGS_CHECK_AT_FREE flag(s) set").  Returns (pfn, reason) per bad tail.
+    Only struct pages a restore left dirty fail them: the copies of head, page[1..3] that
+    Debian's 6.12.117 puts at the start of every restored vmemmap page (the real-kernel
+    check's dmesg)."""
+    from .page import TAIL_MAPPING
+
+    tails = head + np.arange(1, nr, dtype=np.int64)
+    idx = tails - head
+    mapping = read_field(m, tails, "mapping")
+    ch = read_field(m, tails, "compound_head")
+    mapc = read_field(m, tails, "_mapcount")
+    ref = read_field(m, tails, "_refcount")
+    flags = read_field(m, tails, "flags")
+    table = {}
+    for name in _CHECK_AT_FREE:
+        try:
+            table[name] = PG(m, name)
+        except ParameterError:
+            continue
+    mask = np.uint64(sum(1 << b for b in table.values()))
+    skip = (idx == 1) | (idx == 2) | ((idx == 3) & (m.kernel.layout == "folio"))
+    reasons: list[tuple[int, str]] = []
+    bad_map = ~skip & (mapping != np.uint64(TAIL_MAPPING))
+    bad_ch = ch != head_va(m, head) + np.uint64(1)
+    bad_mc = mapc != -1
+    bad_ref = ref != 0
+    bad_fl = (flags & mask) != 0
+    for i in np.flatnonzero(bad_map | bad_ch | bad_mc | bad_ref | bad_fl).tolist():
+        why = [w for w, b in (("corrupted mapping in tail page", bad_map[i]),
+                              ("corrupted compound_head", bad_ch[i]),
+                              ("nonzero mapcount", bad_mc[i]), ("nonzero _refcount", bad_ref[i]),
+                              ("PAGE_FLAGS_CHECK_AT_FREE flag(s) set", bad_fl[i])) if b]
+        reasons.append((int(tails[i]), " | ".join(why)))
+    return reasons
+
+
+def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> list[tuple[int, str]]:
     """``dissolve_free_huge_page()``: restore the vmemmap if optimized (-ENOMEM leaves the page
     a HugeTLB page), then give the pages back to the buddy allocator (``destroy_compound``:
     PG_head, tails' ``compound_head`` and ``mapping`` cleared; page[1] metadata zeroed).
-    Dissolving twice is -EINVAL."""
+    Dissolving twice is -EINVAL.
+
+    The free path checks the tails first (:func:`free_tail_pages_bad`).  If any is bad the
+    kernel prints "BUG: Bad page state" for each and does not free the page: the tails lose
+    ``mapping`` and ``compound_head`` (``free_tail_page_prepare`` always clears them) but the
+    bad ones and the head keep their flags, and the HugeTLB page is gone from both HugeTLB and
+    the buddy allocator.  That is what Debian's 6.12.117 does after HVO (kernel variant
+    ``6.12.117``; measured: every restored vmemmap page starts with copies of head, page[1],
+    page[2] and page[3] because its restore no longer resets them).  Returns the bad pages."""
     folio = _find(m, folio)
-    if folio.optimized:
-        hugetlb_vmemmap_restore(m, folio)
     head, nr = folio.head_pfn, folio.nr_pages
+    # a free HugeTLB page sits in the pool with refcount 0 (the model's allocation left 1);
+    # __update_and_free_hugetlb_folio restores the vmemmap before folio_ref_unfreeze
+    if folio.optimized:
+        write_field(m, head, "_refcount", 0)      # the head vmemmap page is writable (kept)
+        hugetlb_vmemmap_restore(m, folio)
     tails = head + np.arange(1, nr, dtype=np.int64)
+    folio_set_hugetlb(m, head, False)                                       # __clear_hugetlb
+    if m.kernel.layout == "folio":   # free_pages_prepare: page[1].flags &= ~PAGE_FLAGS_SECOND
+        p1 = read_field(m, head + 1, "flags")
+        write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF))
+    bad = free_tail_pages_bad(m, head, nr)
+    if bad:
+        write_field(m, tails, "compound_head", 0)
+        write_field(m, tails, "mapping", 0)
+        st = _state(m)
+        st.bad_pages.extend(bad)
+        st.leaked.append(head)
+        folio.dissolved = True
+        st.folios.remove(folio)
+        return bad
     flags = int(read_field(m, head, "flags")[0])
     write_field(m, head, "flags", flags & ~(1 << PG(m, "PG_head")))
     write_field(m, head, "_refcount", 0)
@@ -396,13 +571,14 @@ def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> None:
     write_field(m, tails, "mapping", 0)
     p1 = read_field(m, head + 1, "flags")
     write_field(m, np.array([head + 1, head + 2]), "words", np.zeros((2, 8), np.uint64))
-    write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF | (1 << PG(m, "PG_active"))))
+    write_field(m, head + 1, "flags", p1 & ~np.uint64(0xFF))
     va = head_va(m, np.array([head + 1, head + 2]))
     write_field(m, np.array([head + 1, head + 2]), "lru_next", va + np.uint64(8))
     write_field(m, np.array([head + 1, head + 2]), "lru_prev", va + np.uint64(8))
     write_field(m, np.array([head + 1, head + 2]), "_mapcount", -1)
     folio.dissolved = True
     _state(m).folios.remove(folio)
+    return []
 
 
 # -- reports -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """mm/memory-failure.c: ``memory_failure()`` on device-dax (ZONE_DEVICE) compound pages.
 
-Path (kernel-facts.md §11, 5.17-6.x): ``memory_failure(pfn, flags)`` -> ``pfn_to_online_page``
+Path (kernel-facts.md §11; 5.17, and 6.1.192 mm/memory-failure.c read):
+``memory_failure(pfn, flags)`` -> ``pfn_to_online_page``
 fails for ZONE_DEVICE -> ``pfn_valid`` and ``get_dev_pagemap`` -> ``memory_failure_dev_pagemap``:
 
 1. ``!pgmap_pfn_valid(pgmap, pfn)`` -> ``-ENXIO`` ("device metadata space is not recoverable":
@@ -16,15 +17,18 @@ fails for ZONE_DEVICE -> ``pfn_valid`` and ``get_dev_pagemap`` -> ``memory_failu
    << PAGE_SHIFT) & ~(size - 1)``; ``unmap_mapping_range(mapping, start, len)``; ``kill_procs``
    sends SIGBUS with ``si_addr_lsb = size_shift``.  [V per kernel-facts §11]
 
-``unmap_mapping_range``'s length argument: 4.19-5.18 passed ``start + size`` (an end) in the
-length slot, over-unmapping; the 5.19 refactor (``unmap_and_kill``) passes ``size``.  The model
-follows the kernel variant (``v3``/``5.17``: ``start + size``).  The ``if (size)`` guard (no
-mapper -> nothing unmapped) is [I].
+``unmap_mapping_range``'s length argument is ``size`` in every variant modelled: the ``start +
+size`` bug (an end in the length slot, over-unmapping) lived in 4.19-5.12 and was fixed by
+4d75136be8bf "mm/memory-failure: unnecessary amount of unmapping" (Fixes: 6100e34b2526; stable
+5.12.4), before the v3 base and 5.16 (kernel-facts §0a 1).  The ``if (size)`` guard -- no
+process maps it, nothing is unmapped -- is in 6.1.192 ``unmap_and_kill`` (read).
 
 ``patched=False`` shows the 5.17 code *without* patch 1 (hypothetical: patch 1 was merged with
 compound devmaps): the struct page of the poisoned pfn itself is used.  For a tail, its
 ``mapping`` is ``TAIL_MAPPING`` (a poison pointer) and its ``index`` is not the head's, so
-``dax_lock_page`` would dereference a non-canonical pointer (an oops, [I]) and, had it got
+``dax_lock_page`` would dereference a non-canonical pointer (``dax_mapping(mapping)`` reads
+``mapping->host``, 6.1.192 fs/dax.c and include/linux/dax.h: a general protection fault on
+0xdead000000000400) and, had it got
 further, the unmap range would be computed from the wrong index and ``PG_hwpoison`` set on a
 tail struct page -- which, with vmemmap deduplication, is shared by every aliasing tail.
 
@@ -205,7 +209,7 @@ def memory_failure(m: Machine, pfn: int, flags: int = 0, mappings: Any = (),
     res.size_shift = size.bit_length() - 1 if size else 0
     res.size = size
     start = (index << ps) & ~(size - 1) if size else 0
-    length = size if m.kernel.name not in ("v3", "5.17", "5.16") else start + size
+    length = size  # 4d75136be8bf (5.13, stable 5.12.4) fixed the start + size length
     res.unmap_start, res.unmap_len = start, length if size else 0
     if not res.mapping_ok:
         res.rc, res.outcome = None, "oops"
@@ -213,7 +217,7 @@ def memory_failure(m: Machine, pfn: int, flags: int = 0, mappings: Any = (),
             f"pre-patch: the tail's page->mapping is {mapping:#x}"
             f"{' (TAIL_MAPPING)' if mapping == TAIL_MAPPING else ''}, not the device's "
             f"address_space: dax_lock_page() dereferences it (non-canonical pointer -> general "
-            f"protection fault) [I]")
+            f"protection fault: dax_mapping() reads mapping->host)")
         res.notes.append(
             f"had it gone on: index {index} instead of the head's {head_off}, unmap range "
             f"[{start:#x}, {start + size:#x}) instead of "

@@ -139,14 +139,17 @@ def _prep_compound_head_rows(m: Machine, rows: np.ndarray, idx: np.ndarray, orde
       64-bit, ``compound_nr``), ``compound_mapcount = -1``, and if ``order > 1``
       (``hpage_pincount_available``) ``page[2].hpage_pinned_refcount = 0``;
     * 5.18-6.1: the same, with ``page[1].compound_pincount = 0`` always;
-    * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``),
-      ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``, ``_pincount = 0`` [V internal.h]."""
+    * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``), 6.12
+      ``_large_mapcount = -1``, ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``,
+      ``_pincount = 0`` (mm/internal.h)."""
     lay = layout_key(m.kernel)
     p1 = idx == 1
     if lay == "folio":
         f1 = rows["_flags_1"][p1]
         rows["_flags_1"][p1] = (f1 & ~np.uint64(0xFF)) | np.uint64(order)
         rows["_folio_nr_pages"][p1] = 1 << order
+        if "_large_mapcount" in rows.dtype.names:       # 6.12 (kernel-facts §0a 3)
+            rows["_large_mapcount"][p1] = -1
         rows["_entire_mapcount"][p1] = -1
         rows["_nr_pages_mapped"][p1] = 0
         rows["_pincount"][p1] = 0
@@ -165,7 +168,10 @@ def _altmap_hosting_fill(m: Machine, flags: int):
     """``memmap_init_range(..., MEMINIT_HOTPLUG, altmap)`` from ``move_pfn_range_to_zone`` for a
     ZONE_DEVICE range with an altmap: the struct pages of the pfns that host the memmap
     (``[base_pfn + reserve, base_pfn + vmem_altmap_offset)``) get ``__init_single_page`` and
-    ``PG_reserved``, no pgmap link.  [I: scope per kernel-facts §2, UNCONFIRMED.]"""
+    ``PG_reserved``, no pgmap link.  Read in 6.1.192 mm/page_alloc.c ``memmap_init_range``: for
+    ZONE_DEVICE it returns without an altmap, else starts past ``altmap->reserve`` and ends at
+    ``altmap->base_pfn + vmem_altmap_offset(altmap)``, calling ``__init_single_page`` and
+    (MEMINIT_HOTPLUG) ``__SetPageReserved``."""
 
     def fill(rows: np.ndarray, pfns: np.ndarray) -> None:
         va = head_va(m, pfns)
@@ -342,8 +348,9 @@ def prep_compound_head(m: Machine, head_pfn: int, order: int) -> None:
       ``compound_nr``), ``compound_mapcount = -1``, and, if ``hpage_pincount_available``
       (order > 1), ``page[2].hpage_pinned_refcount = 0``;
     * 5.18-6.1: the same with ``page[1].compound_pincount = 0`` always;
-    * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``),
-      ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``, ``_pincount = 0``."""
+    * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``), 6.12
+      ``_large_mapcount = -1``, ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``,
+      ``_pincount = 0`` and, order > 1, ``INIT_LIST_HEAD(&folio->_deferred_list)``."""
     from .page import read_field
 
     lay = layout_key(m.kernel)
@@ -352,9 +359,17 @@ def prep_compound_head(m: Machine, head_pfn: int, order: int) -> None:
         f1 = int(read_field(m, p1, "_flags_1")[0])
         write_field(m, p1, "_flags_1", (f1 & ~0xFF) | order)
         write_field(m, p1, "_folio_nr_pages", 1 << order)
+        if "_large_mapcount" in struct_pages(m).dtype.names:  # 6.12 (kernel-facts §0a 3)
+            write_field(m, p1, "_large_mapcount", -1)
         write_field(m, p1, "_entire_mapcount", -1)
         write_field(m, p1, "_nr_pages_mapped", 0)
         write_field(m, p1, "_pincount", 0)
+        if order > 1 and "_large_mapcount" in struct_pages(m).dtype.names:
+            # 6.12: INIT_LIST_HEAD(&folio->_deferred_list) (since 8897277acfef, 6.8); in
+            # memmap_init_compound page[2] is initialised afterwards and overwrites it
+            va = int(head_va(m, head_pfn + 2)) + 16
+            write_field(m, head_pfn + 2, "_deferred_list_next", va)
+            write_field(m, head_pfn + 2, "_deferred_list_prev", va)
         return
     write_field(m, p1, "compound_dtor", COMPOUND_PAGE_DTOR)
     write_field(m, p1, "compound_order", order)

@@ -34,11 +34,27 @@ First and second tail pages reuse words 2-5 [V, mm_types.h as of each version]:
 * ``"5.17"`` layout, pincount ``"page1"`` (5.18-6.1; 5232c63f46fd): page[1] adds
   ``compound_pincount`` (@24) and moves ``compound_nr`` to @28; page[2] keeps only
   ``deferred_list``.
-* ``"folio"`` (6.6-era ``struct folio``): page[1] ``_flags_1`` (@0, order in bits 0-7 --
+  6.1 (Debian 6.1.192 include/linux/mm_types.h read) is this layout; HugeTLB keeps its
+  subpool, cgroup, cgroup_rsvd and hwpoison list in ``page[1..4].private``
+  (``SUBPAGE_INDEX_*``, include/linux/hugetlb.h 6.1.192), not in page[2].
+* ``"6.6"`` (6.6.87 ``struct folio``): page[1] ``_flags_1`` (@0, order in bits 0-7 --
   ``folio_set_order``), ``_head_1`` (@8), ``_folio_avail`` (@16), ``_entire_mapcount`` (@24),
   ``_nr_pages_mapped`` (@28), ``_pincount`` (@32), ``_folio_nr_pages`` (@36); page[2]
   ``_flags_2``, ``_head_2``, ``_hugetlb_subpool`` (@16), ``_hugetlb_cgroup`` (@24),
-  ``_hugetlb_cgroup_rsvd`` (@32), ``_hugetlb_hwpoison`` (@40), or ``_deferred_list`` (@16/@24).
+  ``_hugetlb_cgroup_rsvd`` (@32), ``_hugetlb_hwpoison`` (@40), or ``_deferred_list`` (@16/@24)
+  (the page[2] union is dad6a5eb5556, 6.2).
+* ``"6.12"`` (6.12.0 / 6.12.33 ``struct folio``, kernel-facts §0a 3): page[1] ``_flags_1``,
+  ``_head_1``, ``_large_mapcount`` (@16, -1 from ``prep_compound_head``), ``_entire_mapcount``
+  (@20), ``_nr_pages_mapped`` (@24), ``_pincount`` (@28), ``_folio_nr_pages`` (@32); page[2]
+  only ``_flags_2``, ``_head_2``, ``_deferred_list`` (@16/@24); the HugeTLB fields moved to a
+  fourth struct page, page[3] (``_hugetlb_subpool`` @16 .. ``_hugetlb_hwpoison`` @40;
+  ``sizeof(struct folio)`` 256), as the DWARF of Debian's 6.12.117 shows
+  (``vmemlab/layouts/6.12.117.json``).
+
+``"6.6"`` and ``"6.12"`` are both of the ``"folio"`` family (:func:`layout_key`); the exact table
+is :func:`struct_layout_name`.  A kernel with a generated layout (``vmemlab/layouts/<variant>.json``,
+read from the packaged kernel's debug info by ``validation/``; schema in :func:`load_layout`) takes
+its offsets, ``enum pageflags`` and ``page->flags`` field positions from that file instead.
 
 A field of a tail page is named as it is in the kernel union, so ``read_field(m, head + 1,
 "_pincount")`` is ``folio->_pincount``.  Overlaps are real: in the 5.17 layout page[1]'s
@@ -47,10 +63,17 @@ A field of a tail page is named as it is in the kernel union, so ``read_field(m,
 
 Page flag bit numbers (``enum pageflags``, include/linux/page-flags.h) are those of x86_64
 with ``CONFIG_MMU``, ``CONFIG_ARCH_USES_PG_UNCACHED`` and ``CONFIG_MEMORY_FAILURE``: the 5.17
-order for the ``"5.17"`` layout, and the reordered 6.x enum (``PG_writeback`` at 1, ``PG_head``
-"must be in bit 6") for ``"folio"``.  [V enum text; which release reordered it: UNVERIFIED.]
-Zone and node numbers sit in the top bits (``ZONES_PGSHIFT``/``NODES_PGSHIFT`` are
-config-dependent; the model's shifts are its own: UNVERIFIED against any one config).
+order up to 6.1 (6.1.192 enum read: ``PG_head`` 16, ``PG_reserved`` 12, ``PG_hwpoison`` 23);
+6.6 has Matthew Wilcox's "mm: Rearrange page flags" (``PG_writeback`` at 1, ``PG_head`` "must
+be in bit 6"; posted 2023-08-16 as 09/13 of the series that also freed ``_folio_avail``, which
+6.6.87 has); 6.12 drops ``PG_error``, ``PG_slab``, ``PG_mappedtodisk`` and ``PG_uncached`` and
+adds ``PG_owner_2`` (``PG_head`` 6, ``PG_reserved`` 13, ``PG_hwpoison`` 20; kernel-facts §0a 4).
+Zone and node numbers sit in the top bits: ``NODES_PGSHIFT`` 54 (``NODES_SHIFT`` 10) and
+``ZONES_PGSHIFT`` 51 (3 zone bits for DMA, DMA32, NORMAL, MOVABLE, DEVICE), as
+include/linux/page-flags-layout.h gives for Debian's amd64 config (``CONFIG_NODES_SHIFT=10``,
+SPARSEMEM_VMEMMAP: no section field); ``last_cpupid`` (NUMA balancing, 21 bits at 30) sits
+below them and ``__init_single_page`` resets it to all ones (``page_cpupid_reset_last``).
+Debian 6.1+ also has the LRU_GEN fields (bits 25-29), zero at init.
 
 Lazy initialisation
 -------------------
@@ -88,7 +111,8 @@ if TYPE_CHECKING:
 SIZEOF_STRUCT_PAGE = 64
 
 #: include/linux/poison.h: ``TAIL_MAPPING ((void *) 0x400 + POISON_POINTER_DELTA)``, with
-#: x86_64's ``CONFIG_ILLEGAL_POINTER_VALUE`` 0xdead000000000000 [I: value not re-read here]
+#: x86_64's ``CONFIG_ILLEGAL_POINTER_VALUE`` 0xdead000000000000 (arch/x86/Kconfig; both read
+#: in 6.1.192)
 POISON_POINTER_DELTA = 0xDEAD000000000000
 TAIL_MAPPING = POISON_POINTER_DELTA + 0x400
 
@@ -101,6 +125,12 @@ ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = 0, 1, 2, 3, 4
 NODES_WIDTH, ZONES_WIDTH = 10, 3
 NODES_PGSHIFT = 64 - NODES_WIDTH
 ZONES_PGSHIFT = NODES_PGSHIFT - ZONES_WIDTH
+#: ``LAST_CPUPID_SHIFT`` = ``LAST__PID_SHIFT`` 8 + ``NR_CPUS_BITS`` 13 (Debian: CONFIG_NR_CPUS=8192,
+#: CONFIG_NUMA_BALANCING=y), in page->flags just below the zone field (include/linux/
+#: page-flags-layout.h; both generated layouts give 30 and 21)
+LAST_CPUPID_WIDTH = 21
+LAST_CPUPID_PGSHIFT = ZONES_PGSHIFT - LAST_CPUPID_WIDTH
+LAST_CPUPID_MASK = (1 << LAST_CPUPID_WIDTH) - 1
 
 #: a kernel-pointer-looking value standing for ``struct dev_pagemap *`` (id in the low bits)
 PGMAP_POINTER_BASE = 0xFFFF888000000000
@@ -115,11 +145,28 @@ _PG_6X = ["locked", "writeback", "referenced", "uptodate", "dirty", "lru", "head
           "active", "workingset", "error", "slab", "owner_priv_1", "arch_1", "reserved",
           "private", "private_2", "mappedtodisk", "reclaim", "swapbacked", "unevictable",
           "mlocked", "uncached", "hwpoison", "young", "idle"]
-#: ``enum pageflags`` bit numbers per layout (see the module docstring for the config)
+_PG_612 = ["locked", "writeback", "referenced", "uptodate", "dirty", "lru", "head", "waiters",
+           "active", "workingset", "owner_priv_1", "owner_2", "arch_1", "reserved", "private",
+           "private_2", "reclaim", "swapbacked", "unevictable", "mlocked", "hwpoison", "young",
+           "idle"]
+#: ``enum pageflags`` bit numbers per table (see the module docstring for the config):
+#: "5.17" (5.17-6.1), "folio" (6.6), "6.12"
 PAGEFLAGS: dict[str, dict[str, int]] = {
     "5.17": {f"PG_{n}": i for i, n in enumerate(_PG_517)},
     "folio": {f"PG_{n}": i for i, n in enumerate(_PG_6X)},
+    "6.12": {f"PG_{n}": i for i, n in enumerate(_PG_612)},
 }
+
+#: HugeTLB folio markers: 6.6.y page type (``PAGE_TYPE_BASE`` 0xf0000000, ``PG_hugetlb``
+#: 0x800, set by clearing the bit; kernel-facts §0a 8) and 6.12 ``PGTY_hugetlb`` (0xf4, stored
+#: as ``page_type = PGTY_hugetlb << 24``)
+PG_HUGETLB_PAGE_TYPE = 0x00000800
+PGTY_HUGETLB = 0xF4
+#: include/linux/hugetlb.h (<= 6.1; 6.1.192 read): ``enum { SUBPAGE_INDEX_SUBPOOL = 1,
+#: SUBPAGE_INDEX_CGROUP, SUBPAGE_INDEX_CGROUP_RSVD, SUBPAGE_INDEX_HWPOISON, __NR_USED_SUBPAGE }``
+#: with CONFIG_CGROUP_HUGETLB and CONFIG_MEMORY_FAILURE (Debian sets both)
+SUBPAGE_INDEX_SUBPOOL, SUBPAGE_INDEX_CGROUP, SUBPAGE_INDEX_CGROUP_RSVD, SUBPAGE_INDEX_HWPOISON = (
+    1, 2, 3, 4)
 
 
 class VmemmapFault(VmemlabError):
@@ -147,15 +194,30 @@ _LAYOUT_518_PAGE1 = [
     ("_compound_pad_1", "<u8", 8), ("_compound_pad_2", "<u8", 16),
     ("deferred_list_next", "<u8", 24), ("deferred_list_prev", "<u8", 32),
 ]
-_LAYOUT_FOLIO = [
-    ("_flags_1", "<u8", 0), ("_head_1", "<u8", 8), ("_folio_avail", "<u8", 16),
-    ("_entire_mapcount", "<i4", 24), ("_nr_pages_mapped", "<i4", 28), ("_pincount", "<i4", 32),
-    ("_folio_nr_pages", "<u4", 36),
+_FOLIO_PAGE2 = [
     ("_flags_2", "<u8", 0), ("_head_2", "<u8", 8), ("_hugetlb_subpool", "<u8", 16),
     ("_hugetlb_cgroup", "<u8", 24), ("_hugetlb_cgroup_rsvd", "<u8", 32),
     ("_hugetlb_hwpoison", "<u8", 40), ("_deferred_list_next", "<u8", 16),
     ("_deferred_list_prev", "<u8", 24),
 ]
+_LAYOUT_FOLIO = [
+    ("_flags_1", "<u8", 0), ("_head_1", "<u8", 8), ("_folio_avail", "<u8", 16),
+    ("_entire_mapcount", "<i4", 24), ("_nr_pages_mapped", "<i4", 28), ("_pincount", "<i4", 32),
+    ("_folio_nr_pages", "<u4", 36),
+] + _FOLIO_PAGE2
+_LAYOUT_612 = [
+    ("_flags_1", "<u8", 0), ("_head_1", "<u8", 8), ("_large_mapcount", "<i4", 16),
+    ("_entire_mapcount", "<i4", 20), ("_nr_pages_mapped", "<i4", 24), ("_pincount", "<i4", 28),
+    ("_folio_nr_pages", "<u4", 32),
+    ("_flags_2", "<u8", 0), ("_head_2", "<u8", 8), ("_deferred_list_next", "<u8", 16),
+    ("_deferred_list_prev", "<u8", 24),
+    ("_flags_3", "<u8", 0), ("_head_3", "<u8", 8), ("_hugetlb_subpool", "<u8", 16),
+    ("_hugetlb_cgroup", "<u8", 24), ("_hugetlb_cgroup_rsvd", "<u8", 32),
+    ("_hugetlb_hwpoison", "<u8", 40),
+]
+#: source-derived tables by :func:`struct_layout_name`
+_SOURCE_LAYOUTS = {"5.17": _LAYOUT_517_PAGE2, "5.18": _LAYOUT_518_PAGE1,
+                   "6.6": _LAYOUT_FOLIO, "6.12": _LAYOUT_612}
 
 
 def layout_key(kernel: Kernel) -> str:
@@ -166,19 +228,116 @@ def layout_key(kernel: Kernel) -> str:
     return "5.17" if kernel.pincount == "page2" else "5.18"
 
 
+def struct_layout_name(kernel: Kernel) -> str:
+    """The exact struct page / folio table of ``kernel``: ``"5.17"``, ``"5.18"`` (5.18-6.1),
+    ``"6.6"`` or ``"6.12"``."""
+    name = getattr(kernel, "struct_layout", "")
+    if name in _SOURCE_LAYOUTS:
+        if name in ("5.17", "5.18"):
+            return layout_key(kernel)  # pincount decides page[1] vs page[2] (5232c63f46fd)
+        return name
+    return {"folio": "6.6"}.get(layout_key(kernel), layout_key(kernel))
+
+
+def pageflags_table(kernel: Kernel) -> dict[str, int]:
+    """``enum pageflags`` of ``kernel``: the generated layout's if there is one, else the
+    source-derived table (5.17-6.1 order, 6.6, 6.12)."""
+    gen = load_layout(kernel.name)
+    if gen is not None:
+        return gen["pageflags"]
+    return PAGEFLAGS[{"6.6": "folio", "6.12": "6.12"}.get(struct_layout_name(kernel), "5.17")]
+
+
 def struct_page_dtype(kernel: Kernel) -> np.dtype:
-    """The 64-byte ``struct page`` of ``kernel`` as a numpy dtype with overlapping fields."""
-    extra = {"5.17": _LAYOUT_517_PAGE2, "5.18": _LAYOUT_518_PAGE1,
-             "folio": _LAYOUT_FOLIO}[layout_key(kernel)]
-    fields = _COMMON + extra
+    """The 64-byte ``struct page`` of ``kernel`` as a numpy dtype with overlapping fields: the
+    generated layout (:func:`load_layout`) when ``vmemlab/layouts/<kernel>.json`` exists, else
+    the source-derived table of :func:`struct_layout_name`."""
+    gen = load_layout(kernel.name)
+    if gen is not None:
+        return _dtype_from_layout(gen)
+    fields = _COMMON + _SOURCE_LAYOUTS[struct_layout_name(kernel)]
     return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
                      "offsets": [f[2] for f in fields], "itemsize": SIZEOF_STRUCT_PAGE})
+
+
+# -- generated layouts (issue 12 §3) ------------------------------------------------------------
+#: keys every generated layout must have (schema 1, /work/wt/_brief/layout-schema.md)
+LAYOUT_REQUIRED = ("schema", "variant", "release", "sizeof", "page", "page1", "page2",
+                   "pageflags", "zones", "flags_layout")
+#: struct page members the engine reads or writes; a generated layout must give them all
+_PAGE_MEMBERS_USED = ("flags", "compound_head", "lru_next", "lru_prev", "pgmap",
+                      "zone_device_data", "mapping", "index", "private", "_mapcount",
+                      "page_type", "_refcount", "memcg_data")
+_LAYOUT_CACHE: dict[str, dict[str, Any] | None] = {}
+
+
+def layouts_dir() -> Any:
+    """The package directory holding the generated layouts (``vmemlab/layouts``)."""
+    from importlib.resources import files
+
+    return files("vmemlab") / "layouts"
+
+
+def load_layout(variant: str) -> dict[str, Any] | None:
+    """The generated layout of kernel ``variant`` (``vmemlab/layouts/<variant>.json``, written by
+    ``validation/`` from the packaged kernel's debug info), or ``None`` if there is none.
+
+    Schema 1: ``page``/``page1``/``page2`` map member names to ``[offset, size, signed]``
+    (page1/page2 offsets relative to that tail's struct page), ``pageflags`` maps ``PG_*`` to
+    bit numbers, ``zones`` the ``enum zone_type``, ``flags_layout`` the ``page->flags`` field
+    shifts and widths.  A file that lacks a required key or member raises ``ValueError`` (a
+    broken generator must not silently fall back)."""
+    import json
+
+    if variant in _LAYOUT_CACHE:
+        return _LAYOUT_CACHE[variant]
+    res = layouts_dir() / f"{variant}.json"
+    out: dict[str, Any] | None = None
+    if res.is_file():
+        out = json.loads(res.read_text())
+        missing = [k for k in LAYOUT_REQUIRED if k not in out]
+        if missing:
+            raise ValueError(f"layout {variant}.json lacks {', '.join(missing)}")
+        if out["schema"] != 1:
+            raise ValueError(f"layout {variant}.json has schema {out['schema']}, expected 1")
+        gone = [n for n in _PAGE_MEMBERS_USED if n not in out["page"]]
+        if gone:
+            raise ValueError(f"layout {variant}.json: struct page lacks {', '.join(gone)}")
+        if out["sizeof"].get("struct page") != SIZEOF_STRUCT_PAGE:
+            raise ValueError(f"layout {variant}.json: sizeof(struct page) "
+                             f"{out['sizeof'].get('struct page')}, the model needs 64")
+    _LAYOUT_CACHE[variant] = out
+    return out
+
+
+def _np_format(size: int, signed: bool) -> str:
+    if size not in (1, 2, 4, 8):
+        raise ValueError(f"member size {size} is not an integer width")
+    return ("<i" if signed else "<u") + str(size) if size > 1 else ("i1" if signed else "u1")
+
+
+def _dtype_from_layout(gen: dict[str, Any]) -> np.dtype:
+    """A struct page dtype from a generated layout: page, then page1 and page2 members (all
+    overlapping at their offsets within the 64 bytes), plus the model's ``words`` view."""
+    names, formats, offsets = [], [], []
+    for part in ("page", "page1", "page2", "page3"):
+        for name, (off, size, signed) in gen.get(part, {}).items():
+            if name in names or off + size > SIZEOF_STRUCT_PAGE:
+                continue
+            names.append(name)
+            formats.append(_np_format(int(size), bool(signed)))
+            offsets.append(int(off))
+    names.append("words")
+    formats.append(("<u8", (8,)))
+    offsets.append(0)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": SIZEOF_STRUCT_PAGE})
 
 
 def PG(m: Machine, name: str) -> int:  # noqa: N802 - kernel name
     """Bit number of page flag ``name`` (``"PG_head"`` or ``"head"``) for ``m``'s kernel."""
     key = name if name.startswith("PG_") else f"PG_{name}"
-    table = PAGEFLAGS["folio" if m.kernel.layout == "folio" else "5.17"]
+    table = pageflags_table(m.kernel)
     try:
         return table[key]
     except KeyError:
@@ -186,8 +345,12 @@ def PG(m: Machine, name: str) -> int:  # noqa: N802 - kernel name
 
 
 def zone_node_flags(zone: int, nid: int = 0) -> int:
-    """``set_page_links()``: the zone and node fields of ``page->flags`` (model layout)."""
-    return (nid << NODES_PGSHIFT) | (zone << ZONES_PGSHIFT)
+    """``page->flags`` as ``__init_single_page`` leaves it before any flag is set:
+    ``set_page_links()`` (zone and node fields) and ``page_cpupid_reset_last()`` (the
+    last_cpupid field all ones: ``page->flags |= LAST_CPUPID_MASK << LAST_CPUPID_PGSHIFT``,
+    6.1.192 include/linux/mm.h; the real-kernel check found it in Debian's 6.12.117 and 6.1)."""
+    return ((nid << NODES_PGSHIFT) | (zone << ZONES_PGSHIFT)
+            | (LAST_CPUPID_MASK << LAST_CPUPID_PGSHIFT))
 
 
 def page_zonenum_from_flags(flags: int) -> int:
@@ -619,9 +782,11 @@ def compound_head_pfns(m: Machine, pfns: np.ndarray | int) -> np.ndarray:
 
 
 def _fixed_fake_heads(m: Machine, pfns: np.ndarray) -> np.ndarray:
-    """``page_fixed_fake_head()`` over pfns (include/linux/page-flags.h, 5.18+): a struct page
-    at a PAGE_SIZE-aligned address that shows PG_head and whose next struct page has bit 0 of
-    ``compound_head`` set is a fake head; its real head is ``page[1].compound_head - 1``."""
+    """``page_fixed_fake_head()`` over pfns (include/linux/page-flags.h, 5.18; read in 6.1.192):
+    with the static key on, for a struct page at a PAGE_SIZE-aligned address that shows PG_head,
+    read ``head = page[1].compound_head``; if bit 0 is set return ``head - 1``, else the page.
+    A real head returns itself (its ``page[1].compound_head`` is ``page + 1``); a fake head
+    returns the real head, so ``page_is_fake_head`` is "``page[1].compound_head != page + 1``"."""
     out = pfns.copy()
     per = m.arch.STRUCT_PAGES_PER_PAGE
     aligned = pfns % per == 0
@@ -714,10 +879,11 @@ def page_is_fake_head(page: Page) -> bool:
 
 
 def page_fixed_fake_head(page: Page) -> Page:
-    """``page_fixed_fake_head(page)`` (include/linux/page-flags.h, 5.18-6.x): with the HVO
-    static key on, a PAGE_SIZE-aligned struct page that has PG_head but whose ``page[1]`` says
-    it is a tail is a fake head (an alias of the real head through an HVO-remapped vmemmap
-    page); return the real head.  Otherwise ``page``."""
+    """``page_fixed_fake_head(page)`` (include/linux/page-flags.h, 5.18; 6.1.192 read, same in
+    the 6.12 trees): with the HVO static key on, a PAGE_SIZE-aligned struct page that has
+    PG_head gets ``page[1].compound_head - 1`` if that word has bit 0 set -- the page itself for
+    a real head (``page[1].compound_head == page + 1``), the real head for a fake one (an alias
+    of the head through an HVO-remapped vmemmap page).  Otherwise ``page``."""
     m = page.m
     if not hvo_fake_head_enabled(page.m):
         return page

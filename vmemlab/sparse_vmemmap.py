@@ -34,8 +34,11 @@ def vmemmap_can_optimize(m: Machine, altmap: VmemAltmap | None, pgmap: DevPagema
     * 5.17: never (no deduplication).
     * 5.19-6.3 (and v3): ``is_power_of_2(sizeof(struct page)) && pgmap &&
       pgmap_vmemmap_nr(pgmap) > 1 && !altmap`` (inline in ``__populate_section_memmap``).
-    * 6.6+ (include/linux/mm.h ``__vmemmap_can_optimize``): the compound memmap must be more than
-      ``VMEMMAP_RESERVE_NR`` pages, no altmap, and ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP``.
+    * 6.1.192, 6.6.87, 6.12 (include/linux/mm.h ``__vmemmap_can_optimize``; 6.1.y has the
+      stable backport of 87a7ae75d738): the compound memmap must be more than
+      ``VMEMMAP_RESERVE_NR`` pages, no altmap, and the arch gate ``m.kernel.dax_gate_arches``
+      (6.1.y ``CONFIG_ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP``: x86_64; 6.6
+      ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP``: x86_64, PPC_RADIX_MMU; 6.12 adds riscv).
     """
     k, a = m.kernel, m.arch
     if not k.vmemmap_dedup or pgmap is None or altmap is not None:
@@ -46,7 +49,8 @@ def vmemmap_can_optimize(m: Machine, altmap: VmemAltmap | None, pgmap: DevPagema
     if k.can_optimize_rule == "nr>1":
         return nr > 1
     nr_vmemmap_pages = (nr * a.struct_page_size) >> a.page_shift
-    return a.arch_want_optimize_dax_vmemmap and nr_vmemmap_pages > VMEMMAP_RESERVE_NR
+    gate = k.dax_gate_arches is None or a.name in k.dax_gate_arches
+    return gate and nr_vmemmap_pages > VMEMMAP_RESERVE_NR
 
 
 def compound_nr_pages(m: Machine, altmap: VmemAltmap | None, pgmap: DevPagemap) -> int:
@@ -147,11 +151,15 @@ def vmemmap_populate(m: Machine, start: int, end: int, altmap: VmemAltmap | None
     """The arch ``vmemmap_populate(start, end, node, altmap)``.
 
     x86_64 (arch/x86/mm/init_64.c): less than a section of memmap -> base pages with a NULL
-    altmap; otherwise PMD blocks (PSE).  arm64 (arch/arm64/mm/mmu.c): 4K pages and a full
-    section -> PMD blocks, else base pages (with the altmap).  ppc64 radix: modelled as base pages.
+    altmap; otherwise PMD blocks (PSE).  arm64 (arch/arm64/mm/mmu.c): 4K pages -> PMD blocks,
+    16K/64K -> base pages (with the altmap); a partial section takes base pages only with the
+    stable backport seen in 6.1.192, 6.6.87 and 6.12.33 (``m.kernel.arm64_partial_basepages``);
+    5.17, 5.19 and 6.12.0 map its whole PMD block.  ppc64 radix: modelled as base pages.
     """
     a = m.arch
     partial = end - start < a.PAGES_PER_SECTION * a.struct_page_size
+    if partial and a.name == "arm64-4k" and not m.kernel.arm64_partial_basepages:
+        partial = False  # ARM64_KERNEL_USES_PMD_MAPS: PMD blocks whatever the size
     if partial or not a.vmemmap_hugepages:
         vmemmap_populate_basepages(m, start, end, altmap if a.basepages_use_altmap else None)
     else:

@@ -75,10 +75,18 @@ for i in range(8):
     print(f"HVO vmemmap page {i}: frame {int(frames[i])}{' read-only' if ro[i] else ' read-write'}")
 print("distinct frames: HVO", len(set(frames.tolist())), "| device-dax",
       len(set(m_dax_frames.tolist())))
+hvo_rc = hvo.vmemmap_page_count(m, int(frames[-1]))
+dax_rc = hvo.vmemmap_page_count(dax._machine, int(m_dax_frames[-1]))
+print(f"page_count of the shared page: HVO {hvo_rc} (mapped by 8 PTEs) | device-dax {dax_rc} "
+      f"(mapped by {int((m_dax_frames == m_dax_frames[-1]).sum())} PTEs)")
 
 # %% [markdown]
 # **What to notice:** device-dax (left) keeps two frames and points pages 2–7 at the *tail*
 # page; HVO (right) keeps one and points pages 1–7 at the *head* page, through read-only PTEs.
+# The reference counts are not symmetric: device-dax's `vmemmap_pte_populate` calls
+# `get_page(reuse)` for every PTE it points at the tail page (paired with the `put_page` of
+# hot-remove), while HVO's `vmemmap_remap_pte` just writes the PTE and takes no reference, so
+# the page eight PTEs map keeps the single reference it had.
 #
 # ## What the split costs
 #
@@ -128,8 +136,18 @@ P.write_field(m, folio.head_pfn + 3, "private", 0)
 # %% [markdown]
 # The kernel can live with read-only tails because nothing writes a HugeTLB page's tail struct
 # pages while it is a HugeTLB page: references, mapcounts and flags go to the head (and the
-# first tails, all in page 0). Since 6.1 even a memory error in a tail is recorded in a list
-# hanging off page[2] (`_hugetlb_hwpoison`) rather than in the tail's own flags.
+# first tails, all in page 0). Even a memory error in a tail is recorded in a list hanging off
+# one of those first struct pages rather than in the tail's own flags; which one depends on the
+# kernel's `struct folio`:
+
+# %%
+for kernel in ("6.1", "6.6", "6.12"):
+    off, field = hvo.hugetlb_hwpoison_location(Machine("x86_64", kernel))
+    print(f"kernel {kernel:>4}: the hwpoison list hangs off page[{off}].{field}")
+
+# %% [markdown]
+# In 6.1 it was `page[4].private` (`SUBPAGE_INDEX_HWPOISON`); 6.2 gave the HugeTLB fields names
+# in page[2] of `struct folio` (dad6a5eb5556), and 6.12's four-page folio moved them to page[3].
 #
 # ## Fake heads (5.18+)
 #
@@ -149,16 +167,22 @@ for kernel in ("5.17", "6.6"):
 
 # %% [markdown]
 # Code that tests `PG_head` alone would take tail 64 for a head. So 5.18 taught
-# `compound_head()` and `PageHead()` a check, `page_fixed_fake_head()`: a struct page at a
-# page-aligned address that shows `PG_head` is real only if the *next* struct page is not a
-# tail. For a fake head the next one is (it aliases page 1, bit 0 set), and its
-# `compound_head` word gives the real head:
+# `compound_head()` and `PageHead()` a check, `page_fixed_fake_head(page)`: when a struct page
+# at a `PAGE_SIZE`-aligned address shows `PG_head`, it reads `page[1].compound_head`; if bit 0
+# is set, the head is that word minus 1. For a real head that is the page itself
+# (`page[1].compound_head == page + 1`); for a fake head it is another page, so
+# `page_is_fake_head(page)` is `page_fixed_fake_head(page) != page` -- the kernel compares
+# `page[1].compound_head` with `page + 1`. Tail 65 aliases page 1, whose `compound_head` points
+# at the real head:
 
 # %%
 fake = head + 64
 print("PG_head bit of tail 64          ", P.test_page_flag(fake, "PG_head"))
 print("page_is_fake_head(tail 64)      ", P.page_is_fake_head(fake))
 print(f"(tail 65).compound_head word     {(fake + 1).read('compound_head'):#x}")
+print(f"tail 64's address + 1            {fake.va + 1:#x}  (differs: a fake head)")
+print(f"head's page[1].compound_head     {(head + 1).read('compound_head'):#x} = head + 1 "
+      f"{head.va + 1:#x}  (equal: the real head)")
 print("page_fixed_fake_head(tail 64)   ", P.page_fixed_fake_head(fake), "= head", head)
 print("PageHead / PageTail of tail 64  ", P.PageHead(fake), "/", P.PageTail(fake))
 print("tail 64's own _refcount reads   ", P.page_ref_count(fake), "(the head's bytes);",
@@ -207,6 +231,57 @@ print("PG_head of tail 64 after restore:", P.test_page_flag(head + 64, "PG_head"
 hvo.dissolve_free_huge_page(m, folio)
 print("after dissolve: PageHead(page 0)", P.PageHead(head), "| PageTail(page 300)",
       P.PageTail(head + 300))
+
+# %% [markdown]
+# `reset_struct_pages` rewrites only the first `NR_RESET_STRUCT_PAGE` struct pages of each
+# copy, and it differs between kernels: 5.19 copies struct page 3 into each of 0–2, 6.1 and
+# 6.12.0 `memcpy` the block 3–5 onto 0–2. Everything else in the copy is the kept page verbatim,
+# so a field that lives in an early tail travels into every restored vmemmap page. 6.12's
+# `struct folio` spans four struct pages (the HugeTLB fields moved to page[3]) while the reset
+# stayed at 3 until the 2025 patch "mm, hugetlb: Increment the number of pages to be reset on
+# HVO". Put a marker in page[3]'s word 5 (6.12: `_hugetlb_hwpoison`; 6.1: `private`, the
+# reservation cgroup) and read struct pages 64–67 after a restore:
+
+# %%
+for kernel in ("5.19", "6.1", "6.12", "6.12.117"):
+    mk = Machine("x86_64", kernel, ram="1G")
+    f = hvo.alloc_hugetlb_folio(mk, "2M")
+    hvo.hugetlb_vmemmap_optimize(mk, f)
+    P.write_field(mk, f.head_pfn + 3, "private", 0xABC)
+    hvo.hugetlb_vmemmap_restore(mk, f)
+    got = P.read_field(mk, f.head_pfn + 64 + np.arange(4), "private")
+    n = mk.kernel.nr_reset_struct_page
+    how = "none" if not n else f"{n}{' (loop)' if mk.kernel.reset_loop else ' (block)'}"
+    print(f"kernel {kernel:>8}: reset {how:<9} word 5 of struct pages 64-67: "
+          f"{[hex(int(x)) for x in got]}")
+
+# %% [markdown]
+# In every kernel the marker reappears at 64 + 3 (a verbatim copy of page[3]). 5.19's loop
+# also writes struct page 3 over each of 64–66; the block copy moves it to 64 only (65 and 66
+# take struct pages 4 and 5). Debian's 6.12.117 resets nothing at all.
+#
+# ## A kernel bug: Debian 6.12.117 cannot dissolve an optimized page
+#
+# The real-kernel check (chapter 11) found that on Debian's 6.12.117 `echo 0 > nr_hugepages`
+# after HVO leaks every optimized page, with `BUG: Bad page state` in dmesg. Debian 6.12.115
+# backported "mm/hugetlb: refactor code around vmemmap_walk", after which
+# `vmemmap_restore_pte` copies the kept page into every restored vmemmap page and no longer
+# calls `reset_struct_pages`: each restored page starts with copies of the head and of
+# page[1], page[2] and page[3]. The page allocator's free checks reject those tails, so the
+# whole HugeTLB page is neither a HugeTLB page nor free any more. (The upstream commit ids were
+# not identified in this session; the 2025 reset patch above, which that refactor replaced,
+# had reached Debian in 6.12.111.) The model's `6.12.117` variant does the same:
+
+# %%
+for kernel in ("6.6", "6.12.117"):
+    mk = Machine("x86_64", kernel, ram="1G")
+    f = hvo.alloc_hugetlb_folio(mk, "2M")
+    hvo.hugetlb_vmemmap_optimize(mk, f)
+    bad = hvo.dissolve_free_huge_page(mk, f)
+    print(f"kernel {kernel:>8}: {len(bad)} bad struct pages, HugeTLB pages leaked "
+          f"{len(mk.hugetlb.leaked)}")
+    for pfn, why in bad[:5]:
+        print(f"    BUG: Bad page state pfn {pfn:#x} (head + {pfn - f.head_pfn}): {why}")
 
 # %% [markdown]
 # Restoring needs memory: a machine short of RAM cannot dissolve an optimized HugeTLB page

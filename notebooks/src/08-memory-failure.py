@@ -189,29 +189,32 @@ for what, pfn_meta in (("info block, base + 1", altmap.base_pfn + 1),
 print("first data pfn: PageHead", P.PageHead(P.pfn_to_page(mdev, dax_base_pfn(mdev, pgdev))))
 
 # %% [markdown]
-# ## Kernels up to 5.18 unmapped too much
+# ## How much is unmapped
 #
-# `unmap_mapping_range(mapping, start, len)` takes a length. From 4.19 to 5.18,
-# `memory_failure_dev_pagemap()` passed `start + size`, an *end*, in that slot; the 5.19
-# refactor (`unmap_and_kill`) passes `size`. The error grows with the page's offset in the
-# file. With `--map=dev` (so file offsets start exactly at the data) and a 64 MiB mapping,
-# poison the compound page at 10 MiB under both kernels:
+# `unmap_mapping_range(mapping, start, len)` takes a length. From 4.19 to 5.12,
+# `memory_failure_dev_pagemap()` passed `start + size`, an *end*, in that slot, over-unmapping
+# by the page's offset in the file; 4d75136be8bf ("mm/memory-failure: unnecessary amount of
+# unmapping", 5.13, also in stable 5.12.4) made it `size`. Every kernel this workbook models
+# is newer than that fix, so all of them unmap exactly the compound page. With `--map=dev` (so
+# file offsets start exactly at the data) and a 64 MiB mapping, poison the compound page at
+# 10 MiB under the oldest and the newest variant:
 
 # %%
-for kernel in ("5.17", "6.6"):
+for kernel in ("5.17", "6.12.117"):
     q = vmemlab.plan("1G", align="2M", map="dev", kernel=kernel)
     v = dax_mmap_plan(q, size=64 * MiB)
     bad = int(v.va_to_pfn(v.vm_start + 10 * MiB + 77 * 4096))
     res = memory_failure(q._machine, bad, mappings=[("app", v)])
     total = sum(size for _, _, size in res.unmapped)
     lo = min(va for _, va, _ in res.unmapped) - v.vm_start
-    print(f"kernel {kernel:>4}: unmap_mapping_range(start {res.unmap_start // MiB} MiB, len "
+    print(f"kernel {kernel:>8}: unmap_mapping_range(start {res.unmap_start // MiB} MiB, len "
           f"{res.unmap_len // MiB} MiB) -> app loses [{lo // MiB}, {(lo + total) // MiB}) MiB, "
           f"{total // MiB} MiB")
 
 # %% [markdown]
-# The extra pages are healthy: the process takes a page fault when it next touches them and
-# device-dax maps them again. The cost was extra faults and a larger TLB shootdown, not data.
+# The start comes from the *head's* `index` (patch 1 again), aligned down to the mapping size;
+# the length is that size. The process takes a page fault when it next touches the range and
+# gets `SIGBUS` for the poisoned page.
 #
 # ## Exercises
 

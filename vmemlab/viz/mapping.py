@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
+from ..hugetlb_vmemmap import vmemmap_page_count
 from ..memremap import pgmap_vmemmap_nr
 from ..units import format_size
 from ._style import C_DEVICE, C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure
@@ -140,13 +141,15 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
         ax.add_patch(rect)
         sel = mp.frame == fid
         nmaps = int(sel.sum())
-        rc = int(m.frames.refcount[fid])
+        rc = vmemmap_page_count(m, fid)  # HVO's remapped PTEs hold no reference
         if block:
             subs = mp.sub[sel]
             how = "PMD leaf" if mp.leaf[sel].all() else "PTEs"
             extra = f"its pages {int(subs.min())}–{int(subs.max())} mapped here ({how})"
         else:
             extra = f"refcount {rc} · mapped by {nmaps} vmemmap page{'s' * (nmaps != 1)}"
+            if rc < nmaps:  # HVO: vmemmap_remap_pte maps without get_page
+                extra += "\n(HVO remaps without taking references)"
         ax.text((X_R0 + X_R1) / 2, (y0 + y1) / 2, f"{frame_label(m, fid)}\n{extra}",
                 ha="center", va="center", fontsize=FONT - 1,
                 color="white" if color in (C_OWN, C_REUSED) else "black",

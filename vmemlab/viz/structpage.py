@@ -37,6 +37,21 @@ ROLE_FIELDS: dict[str, dict[str, list[str]]] = {
     "tail": {"*": ["flags", "compound_head", "mapping", "_mapcount", "_refcount"]},
 }
 
+#: a HugeTLB page is not ZONE_DEVICE: word 1 of its head is ``lru.next`` (``pgmap`` is the
+#: device-page member of that union) and its page 2 holds the HugeTLB members of the union --
+#: 6.2-6.11 ``_hugetlb_subpool`` .. ``_hugetlb_hwpoison`` (dad6a5eb5556); <= 6.1 page[2].private
+#: is the cgroup (``SUBPAGE_INDEX_CGROUP``); 6.12 moved them to page[3], so page 2 shows
+#: ``_deferred_list``.  The HugeTLB mark is the head's ``page_type`` from 6.6.y.
+HUGETLB_ROLE_FIELDS: dict[str, dict[str, list[str]]] = {
+    "head": {"folio": ["flags", "lru_next", "mapping", "index", "page_type", "_refcount"],
+             "*": ["flags", "lru_next", "mapping", "index", "_mapcount", "_refcount"]},
+    "tail2": {"folio": ["_flags_2", "_head_2", "_hugetlb_subpool", "_hugetlb_cgroup",
+                        "_hugetlb_cgroup_rsvd", "_hugetlb_hwpoison"],
+              "6.12": ["_flags_2", "_head_2", "_deferred_list_next", "_deferred_list_prev"],
+              "5.18": ["flags", "compound_head", "private"],
+              "5.17": ["flags", "compound_head", "private"]},
+}
+
 SIGNED = {"_mapcount", "_refcount", "_entire_mapcount", "_nr_pages_mapped", "_pincount",
           "compound_mapcount", "compound_pincount", "hpage_pinned_refcount"}
 
@@ -86,9 +101,21 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
         what = f"device-dax compound page #{index} — {source_label(m, pgmap)}"
     cols = struct_page_columns(head, nr, m.arch.STRUCT_PAGES_PER_PAGE)
     layout = P.layout_key(m.kernel)
+    exact = P.struct_layout_name(m.kernel)
+    hugetlb = is_hvo_source(src)
+
+    def role_fields(role: str) -> list[str]:
+        table = ROLE_FIELDS[role]
+        if hugetlb and role in HUGETLB_ROLE_FIELDS:
+            table = HUGETLB_ROLE_FIELDS[role]
+        for key in (exact, layout, "*"):
+            if key in table:
+                return table[key]
+        return []
+
     names: list[str] = []
     for _, _, role in cols:
-        for f in ROLE_FIELDS[role].get(layout, ROLE_FIELDS[role].get("*", [])):
+        for f in role_fields(role):
             if f not in names:
                 names.append(f)
     st = P.struct_pages(m)
@@ -98,7 +125,7 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
     for n in names:
         row, crow = [], []
         for _, pfn, role in cols:
-            shown = n in ROLE_FIELDS[role].get(layout, ROLE_FIELDS[role].get("*", []))
+            shown = n in role_fields(role)
             row.append(_fmt(n, P.read_field(m, pfn, n)[0]) if shown else "")
             crow.append("white" if shown else "#F4F4F4")
         cells.append(row)
