@@ -21,10 +21,11 @@ GiB, MiB = 1 << 30, 1 << 20
 
 
 def test_every_variant_is_listed_with_its_own_layout():
-    assert list(vmemlab.KERNELS) == ["v3", "5.17", "5.19", "6.1", "6.6", "6.12", "6.12.117"]
+    assert list(vmemlab.KERNELS) == ["v3", "5.17", "5.19", "6.1", "6.6", "6.12", "6.12.117",
+                                     "mm-2026"]
     assert {k: P.struct_layout_name(v) for k, v in vmemlab.KERNELS.items()} == {
         "v3": "5.17", "5.17": "5.17", "5.19": "5.18", "6.1": "5.18", "6.6": "6.6",
-        "6.12": "6.12", "6.12.117": "6.12"}
+        "6.12": "6.12", "6.12.117": "6.12", "mm-2026": "6.12"}
 
 
 @pytest.mark.parametrize("kernel, head, reserved, hwpoison", [
