@@ -198,6 +198,36 @@ def compound_stats(wk: dict[str, np.ndarray], head_idx: list[int], nvm: int,
     }
 
 
+def map_excerpt(wk: dict, i0: int, n: int) -> dict:
+    """Run-length excerpt of the walk from walk index ``i0``: frames and PTE tables renumbered
+    in order of first appearance (0, 1, ...), kind 1 = PTE, 2 = PMD leaf, 0 = none."""
+    def runs(vals: list) -> list:
+        # [value, count, step]: value, value + step, ... (step 0 = repeats, 1 = new ids)
+        out: list = []
+        for v in vals:
+            if out:
+                last = out[-1]
+                if last[1] == 1 and (v == last[0] or (v == last[0] + 1 and v >= 0)):
+                    last[2] = v - last[0]
+                    last[1] += 1
+                    continue
+                if last[1] > 1 and v == last[0] + last[1] * last[2]:
+                    last[1] += 1
+                    continue
+            out.append([v, 1, 0])
+        return out
+
+    def renumber(arr) -> list:
+        ids: dict = {}
+        return [-1 if v < 0 else ids.setdefault(v, len(ids)) for v in arr.tolist()]
+
+    sl = slice(i0, i0 + n)
+    return {"start_index": i0, "n": int(len(wk["kind"][sl])),
+            "kind": runs(wk["kind"][sl].tolist()),
+            "frame": runs(renumber(wk["frame"][sl])),
+            "pte_table": runs(renumber(wk["ptab"][sl]))}
+
+
 def _sig_short(sig: list) -> str:
     return " ".join(f"{a}x{b}" for a, b in sig)
 
@@ -287,7 +317,7 @@ def cmd_extract(args) -> int:
                 hw = [int(words(h)[0], 16) for h in heads[:64]]
                 head_flags_ok = all(f & pg_head for f in hw)
             samples = []
-            def sample(role: str, pfn: int) -> None:
+            def sample(role: str, pfn: int, spfn=spfn, epfn=epfn, samples=samples) -> None:
                 if spfn <= pfn < epfn:
                     samples.append({"role": role, "pfn": pfn, "offset": pfn - spfn,
                                     "words": words(pfn)})
@@ -318,11 +348,13 @@ def cmd_extract(args) -> int:
                     sample("head_last", heads[-1])
                 idx = [((hh * sp) - (va_lo_p - vmemmap_base)) // PAGE for hh in heads]
                 cstats = compound_stats(wk, idx, nvm, (sect * sp) // PAGE)
+                excerpt = map_excerpt(wk, max(idx[0] - 8, 0), min(2 * nvm, 8192) + 8)
             else:
                 for k_, pf in (("base_0", first_pfn), ("base_1", first_pfn + 1),
                                ("base_mid", (first_pfn + epfn) // 2), ("base_last", epfn - 1)):
                     sample(k_, pf)
                 cstats = None
+                excerpt = map_excerpt(wk, 0, 1024)
             out_ns.append({
                 "name": name,
                 "pgmap": f"{addr:#x}",
@@ -357,6 +389,7 @@ def cmd_extract(args) -> int:
                 },
                 "compound": cstats,
                 "heads_have_PG_head": head_flags_ok,
+                "map_excerpt": excerpt,
                 "samples": samples,
             })
     result = {
@@ -384,7 +417,9 @@ def cmd_extract(args) -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"pagewalk-{kver}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    import harness
+
+    out.write_text(harness.dump_json(result))
     print(f"extract: wrote {out} ({len(out_ns)} ranges, {result['extract_seconds']} s)",
           file=sys.stderr)
     for ns in out_ns:

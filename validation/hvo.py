@@ -46,7 +46,12 @@ HVO_FUNCS = r"""
 H2=/sys/kernel/mm/hugepages/hugepages-2048kB
 H1=/sys/kernel/mm/hugepages/hugepages-1048576kB
 hpstate() { # config phase
-  rec hp "$1" "$2" "h2=$(cat $H2/nr_hugepages) f2=$(cat $H2/free_hugepages) h1=$(cat $H1/nr_hugepages) f1=$(cat $H1/free_hugepages) hvo=$(cat /proc/sys/vm/hugetlb_optimize_vmemmap) memtotal=$(awk '/^MemTotal/ {print $2}' /proc/meminfo) hugetlb_kb=$(awk '/^Hugetlb:/ {print $2}' /proc/meminfo)"
+  hs="h2=$(cat $H2/nr_hugepages) f2=$(cat $H2/free_hugepages)"
+  hs="$hs h1=$(cat $H1/nr_hugepages) f1=$(cat $H1/free_hugepages)"
+  hs="$hs hvo=$(cat /proc/sys/vm/hugetlb_optimize_vmemmap)"
+  hs="$hs memtotal=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
+  hs="$hs hugetlb_kb=$(awk '/^Hugetlb:/ {print $2}' /proc/meminfo)"
+  rec hp "$1" "$2" "$hs"
 }
 kpf() { # config phase: pfns with KPF_COMPOUND_HEAD (bit 15) and KPF_HUGE (bit 17)
   od -An -v -tx8 -w8 /proc/kpageflags | awk '
