@@ -263,3 +263,33 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def decode_runs(runs: list) -> np.ndarray:
+    """Inverse of ``extract_walk.map_excerpt``'s run-length lists."""
+    out = []
+    for v, n, step in runs:
+        out.extend(v + step * i for i in range(n))
+    return np.array(out, dtype=np.int64)
+
+
+def excerpts(path: Path, name: str) -> dict[str, dict[str, np.ndarray]]:
+    """Kernel and model vmemmap excerpts of namespace ``name`` (the window the dump stored):
+    per vmemmap page the mapping kind (1 PTE, 2 PMD leaf), the frame and the PTE table, both
+    renumbered in order of first appearance, so equal arrays mean the same sharing pattern."""
+    from extract_walk import map_excerpt
+    from vmemlab.plan import plan
+
+    result = json.loads(Path(path).read_text())
+    ns = next(n for n in result["namespaces"] if n["name"] == name)
+    cfg = next(c for c in result["configs"] if c["name"] == name)
+    variant, _ = kernel_variant(result)
+    sysfs = cfg["sysfs"]["namespace"]
+    p = plan(int(sysfs["size"]), cfg["align"], cfg["map"], kernel=variant,
+             start=int(sysfs["resource"], 0), strict=False)
+    spfn, epfn = ns["pfn_range"]
+    wk = model_walk(p._machine, spfn, epfn)  # type: ignore[attr-defined]
+    ex = ns["map_excerpt"]
+    mex = map_excerpt(wk, ex["start_index"], ex["n"])
+    return {who: {k: decode_runs(e[k]) for k in ("kind", "frame", "pte_table")}
+            for who, e in (("kernel", ex), ("model", mex))}

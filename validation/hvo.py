@@ -68,9 +68,9 @@ step() { # config phase [kpf]
   [ "$3" = kpf ] && kpf "$1" "$2"
   return 0
 }
-timed() { # config what command...
-  c="$1"; w="$2"; shift 2
-  t0=$(now); "$@"; rec time "$c" "$w" "$t0" "$(now)"
+timed() { # config what command...  (HPD/HPN/c must survive capture/readings: no clobbers)
+  tc="$1"; tw="$2"; shift 2
+  t0=$(now); "$@"; rec time "$tc" "$tw" "$t0" "$(now)"
 }
 setnr() { echo "$2" > "$1/nr_hugepages"; }
 """
@@ -88,12 +88,12 @@ for sz in 2M 1G; do
     rec config $c hugetlb 0 $sz $hvo 0 0
     echo $hvo > /proc/sys/vm/hugetlb_optimize_vmemmap
     step $c before
-    if [ $sz = 2M ]; then d=$H2; n=64; else d=$H1; n=1; fi
-    timed $c alloc_s setnr $d $n
+    if [ $sz = 2M ]; then HPD=$H2; HPN=64; else HPD=$H1; HPN=1; fi
+    timed $c alloc_s setnr $HPD $HPN
     step $c allocated kpf
     [ $sz = 2M ] && capture hugetlb-2M-hvo$hvo
     [ $sz = 1G ] && capture hugetlb-1G-hvo$hvo
-    timed $c dissolve_s setnr $d 0
+    timed $c dissolve_s setnr $HPD 0
     step $c dissolved
   done
 done
