@@ -278,6 +278,7 @@ def excerpts(path: Path, name: str) -> dict[str, dict[str, np.ndarray]]:
     per vmemmap page the mapping kind (1 PTE, 2 PMD leaf), the frame and the PTE table, both
     renumbered in order of first appearance, so equal arrays mean the same sharing pattern."""
     from extract_walk import map_excerpt
+
     from vmemlab.plan import plan
 
     result = json.loads(Path(path).read_text())

@@ -265,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     qemu = harness.ensure_qemu(install=False)
     harness.ensure_host_tools()
     kernel, root, kver, kpkg = harness.prepare(args)
-    work = args.cache / f"dump-{kver}"
+    work = args.cache / (f"dump-{kver}" + (f"-{args.tag}" if args.tag else ""))
     work.mkdir(parents=True, exist_ok=True)
     machine = harness.Machine(ram_mib=args.ram_mib, nvdimm_gib=args.nvdimm_gib, cpu=args.cpu)
     script = guest_script(STEPS, args.ram_mib * MIB)
@@ -329,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--nvdimm-gib", type=int, default=18)
     r.add_argument("--cpu", default="max")
     r.add_argument("--timeout", type=float, default=1500.0)
+    r.add_argument("--tag", default="", help="suffix for the work dir / result (e.g. 4level)")
     e = sub.add_parser("extract")
+    e.add_argument("--tag", default="")
     e.add_argument("--kernel-version", required=True)
     e.add_argument("--cache", type=Path, default=harness.DEFAULT_CACHE)
     e.add_argument("--keep", action="store_true", help="keep the dumps")

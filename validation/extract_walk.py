@@ -238,7 +238,8 @@ def cmd_extract(args) -> int:
     from drgn.helpers.linux.xarray import xa_for_each
 
     kver = args.kernel_version
-    work = args.cache / f"dump-{kver}"
+    tag = f"-{args.tag}" if getattr(args, "tag", "") else ""
+    work = args.cache / f"dump-{kver}{tag}"
     run = json.loads((work / "run.json").read_text())
     req = next(e for e in run["dumps"] if "dumps" in e)
     dumps = [work / d["file"] for d in req["dumps"]]
@@ -416,7 +417,7 @@ def cmd_extract(args) -> int:
         "extract_seconds": round(time.monotonic() - t0, 1),
     }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"pagewalk-{kver}.json"
+    out = RESULTS / f"pagewalk-{kver}{tag}.json"
     import harness
 
     out.write_text(harness.dump_json(result))
