@@ -122,6 +122,8 @@ def compare(result: dict) -> list[dict]:
                 - (alloc["hugetlb"] or {}).get("memtotal", 0),
                 "pages": len(heads), "regions_128M": len({h >> 15 for h in heads}),
                 "stale_kpf_heads": stale,
+                "nr_hugepages_after_alloc": (alloc["hugetlb"] or {}).get(
+                    "h2" if size == "2M" else "h1"),
                 "page_table_pages_alloc_delta": alloc["nr_page_table_pages"]
                 - before["nr_page_table_pages"],
             }
