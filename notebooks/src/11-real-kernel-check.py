@@ -219,6 +219,9 @@ print(f"{'kernel':<22} {'scenario':<11} {'step':<9} {'measured':>9} {'model':>9}
 for r in hvo_rows:
     if not r["scenario"].startswith("rt-") or "error" in r["model"]:
         continue
+    if not r["measured"]["pages"]:
+        print(f"{r['kernel']:<22} {r['scenario']:<11} not allocated (nr_hugepages stayed 0)")
+        continue
     me, mo = r["measured"], r["model"]
     for step in ("alloc", "dissolve"):
         kv, mv = me[f"{step}_free_delta"], mo[f"{step}_free_delta"]
@@ -230,7 +233,7 @@ for r in hvo_rows:
 # %%
 labels, resid = [], []
 for r in hvo_rows:
-    if not r["scenario"].startswith("rt-") or "error" in r["model"]:
+    if not r["scenario"].startswith("rt-") or "error" in r["model"] or not r["measured"]["pages"]:
         continue
     for step in ("alloc", "dissolve"):
         labels.append(f"{r['kernel'].split('+')[0].split('-')[0]} {r['scenario'][3:]} {step}")
