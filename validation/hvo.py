@@ -109,6 +109,22 @@ step boot-on dissolved
 """
 
 
+RT1G_BOOT = r"""
+dmesg -c > /tmp/dm 2>/dev/null; blob boot dmesg_boot /tmp/dm
+for hvo in 0 1; do
+  c=rt-1G-hvo$hvo
+  rec config $c hugetlb 0 1G $hvo 0 0
+  echo $hvo > /proc/sys/vm/hugetlb_optimize_vmemmap
+  step $c before
+  HPD=$H1
+  timed $c alloc_s setnr $HPD 1
+  step $c allocated kpf
+  timed $c dissolve_s setnr $HPD 0
+  step $c dissolved
+done
+"""
+
+
 def guest_script(body: str, nreads: int) -> str:
     """harness prelude (functions, modules, labels) + capture helpers + body + epilogue."""
     prelude = harness.guest_script([], nreads).split(harness.MARK_END)[0]
@@ -169,14 +185,17 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     work = args.cache / f"hvo-{kver}"
     work.mkdir(parents=True, exist_ok=True)
     machine = harness.Machine(ram_mib=args.ram_mib, nvdimm_gib=1, cpu=args.cpu)
-    body = OFF_BOOT if which == "off" else ON_BOOT
+    body = {"off": OFF_BOOT, "on": ON_BOOT, "rt1g": RT1G_BOOT}[which]
     initrd = work / f"initramfs-{which}.cpio"
     initrd.write_bytes(harness.build_initramfs(root, kver, guest_script(body, args.reads)))
     backing = work / "nvdimm.img"
     harness.make_backing(backing, machine)
     cmd = harness.qemu_command(qemu, kernel, initrd, backing, machine)
-    extra = f"{BOOT_PAGES} hugetlb_free_vmemmap={which}"
-    cmd[cmd.index("-append") + 1] += " " + extra
+    # rt1g: a fresh boot with no boot-time pages, 1 GiB runtime pages first (for kernels
+    # whose runtime 1 GiB allocation fails after the other scenarios)
+    extra = "" if which == "rt1g" else f"{BOOT_PAGES} hugetlb_free_vmemmap={which}"
+    if extra:
+        cmd[cmd.index("-append") + 1] += " " + extra
     log = work / f"console-{which}.log"
     print(f"hvo: booting {kver} ({which})", file=sys.stderr)
     try:
@@ -202,6 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     boots = [boot_one(args, w) for w in args.boots]
     kver = boots[0]["kernel"]["version"]
     out = args.out or RESULTS / f"hvo-{kver}.json"
+    if args.merge and out.exists():
+        boots = json.loads(out.read_text())["boots"] + boots
     out.write_text(json.dumps({"schema": 1, "kernel": boots[0]["kernel"],
                                "reads_per_phase": args.reads, "boots": boots}, indent=1) + "\n")
     print(f"hvo: wrote {out}", file=sys.stderr)
@@ -221,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--timeout", type=float, default=1500.0)
     r.add_argument("--boots", nargs="+", default=["off", "on"])
     r.add_argument("--out", type=Path, default=None)
+    r.add_argument("--merge", action="store_true", help="append these boots to --out's boots")
     a = p.parse_args(argv)
     a.cache = a.cache.resolve()
     try:
