@@ -56,14 +56,20 @@ def model_run(variant: str, ram: int, heads: list[int], order: int, optimize: bo
             splits += r.split_pte_tables
     used1 = m.ram.used
     vm1 = dict(m.vmstat)
+    bad = 0
     for f in folios:
-        hv.dissolve_free_huge_page(m, f)
+        ret = hv.dissolve_free_huge_page(m, f)
+        bad += len(ret) if isinstance(ret, list) else 0
+    # engines that model the 6.12.115+ restore bug record leaked heads (their pages never
+    # reach the buddy allocator); older engines return every dissolved page
+    leaked = len(getattr(st, "leaked", []) or []) << order
     used2 = m.ram.used
     vm2 = dict(m.vmstat)
     n = len(heads) << order
     return {
         "alloc_free_delta": -n + (used0 - used1),
-        "dissolve_free_delta": n - (used2 - used1),
+        "dissolve_free_delta": n - leaked - (used2 - used1),
+        "bad_pages": bad, "leaked_pages": leaked,
         "vmemmap_freed": freed, "split_pte_tables": splits,
         "alloc_nr_memmap_pages": vm1["nr_memmap_pages"] - vm0["nr_memmap_pages"],
         "alloc_nr_memmap_boot_pages": vm1["nr_memmap_boot_pages"] - vm0["nr_memmap_boot_pages"],

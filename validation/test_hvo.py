@@ -98,3 +98,25 @@ def test_6_12_117_dissolve_after_hvo_leaks_the_page(rows):
         assert abs(r["measured"]["dissolve_free_delta"] + per * n) <= NOISE
         assert r["bad_page"]["dissolved"]["reports"] > 0
         assert "corrupted mapping in tail page" in r["bad_page"]["dissolved"]["reasons"]
+
+
+def _engine_models_restore_bug() -> bool:
+    from vmemlab.hugetlb_vmemmap import HugetlbState
+
+    return "leaked" in HugetlbState.__dataclass_fields__
+
+
+def test_dissolve_matches_model(rows):
+    # every dissolve within NOISE of the model, including the leaking 6.12.117 ones once the
+    # engine models the restore bug (before that, those rows are left out and counted)
+    left_out = 0
+    for r in _rt(rows):
+        if not r["measured"]["pages"]:
+            continue
+        if (r["version"].startswith("6.12") and r["scenario"].endswith("hvo1")
+                and not _engine_models_restore_bug()):
+            left_out += 1
+            continue
+        assert abs(r["measured"]["dissolve_free_delta"]
+                   - r["model"]["dissolve_free_delta"]) <= NOISE, r["scenario"]
+    assert left_out in (0, 2)
