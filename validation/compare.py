@@ -336,10 +336,17 @@ def compare_config(results: dict, config: dict, noise_pages: float, kernel: str)
 def kernel_variant(results: dict) -> str:
     """The vmemlab kernel variant that matches the measured kernel: ``6.12.117`` when the guest
     has ``section_nr_vmemmap_pages`` (the 2026 nr_memmap_pages fix, backported to 6.12.107+),
-    otherwise ``6.12`` (the 6.12 rules with the full memmap counted; 6.6 has no counter)."""
+    otherwise ``6.12`` (6.12 before that fix: the full memmap counted); ``6.1`` for a Debian
+    bookworm 6.1 guest.  Where the engine lacks ``6.12``/``6.1`` (before issue 12's variants
+    land) the nearest older rules stand in: ``6.6`` and ``5.19``."""
+    from vmemlab.kernels import KERNELS
+
+    release = str(results.get("kernel", {}).get("version") or "")
+    if release.startswith("6.1.") or release.startswith("6.1-"):
+        return "6.1" if "6.1" in KERNELS else "5.19"
     if "section_nr_vmemmap_pages" in results.get("guest", {}).get("kallsyms", ""):
         return "6.12.117"
-    return "6.12"
+    return "6.12" if "6.12" in KERNELS else "6.6"
 
 
 def compare(results: dict, kernel: str | None = None) -> list[dict]:

@@ -1,0 +1,122 @@
+"""Checks on the committed HVO measurements (``results/hvo-*.json``; no qemu).
+
+Measured values come from the Debian guests (``hvo.py``); predictions from
+``vmemlab.hugetlb_vmemmap`` via ``compare_hvo.py``, placed at the head pfns the guest's
+``/proc/kpageflags`` showed.  NOISE: free-page medians between phases moved by up to 29 pages
+in steps where nothing vmemmap-related happened (2M and 1G with hugetlb_optimize_vmemmap=0,
+6.12.117), so free-page comparisons allow 32; the vmstat counters must agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+FILES = sorted((HERE / "results").glob("hvo-*.json"))
+NOISE = 32
+
+
+@pytest.fixture(params=FILES, ids=[p.stem for p in FILES])
+def rows(request) -> list[dict]:
+    from compare_hvo import compare
+
+    res = json.loads(request.param.read_text())
+    return [dict(r, version=res["kernel"]["version"]) for r in compare(res)]
+
+
+def _rt(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["scenario"].startswith("rt-")]
+
+
+def test_all_scenarios_measured(rows):
+    # issue 12 §2: runtime 2M and 1G with hugetlb_optimize_vmemmap 0 and 1, and boot-time
+    names = {r["scenario"] for r in rows}
+    assert {"rt-2M-hvo0", "rt-2M-hvo1", "rt-1G-hvo0", "rt-1G-hvo1", "boot-time"} <= names
+
+
+def test_kpageflags_finds_every_huge_page(rows):
+    # /proc/kpageflags shows one aligned KPF_HUGE head per page nr_hugepages reports; the
+    # guest asked for 64 x 2M and 1 x 1G: 6.12.117 got all of them, while 6.1's runtime 1G
+    # allocation (alloc_contig_pages) found no free 1 GiB range in this 3 GiB guest
+    for r in _rt(rows):
+        want = 64 if "-2M-" in r["scenario"] else 1
+        got = r["measured"]["nr_hugepages_after_alloc"]
+        assert r["measured"]["pages"] == got
+        if r["version"].startswith("6.12") or want == 64:
+            assert got == want, r["scenario"]
+
+
+def test_allocation_matches_model(rows):
+    # free pages: -pages + vmemmap freed - PTE tables of the splits (model), within NOISE;
+    # nr_memmap_pages / nr_memmap_boot_pages (6.11+ counters) exactly
+    for r in _rt(rows):
+        meas, mod = r["measured"], r["model"]
+        assert abs(meas["alloc_free_delta"] - mod["alloc_free_delta"]) <= NOISE, r["scenario"]
+        if r["version"].startswith("6.12"):
+            for k in ("alloc_nr_memmap_pages", "alloc_nr_memmap_boot_pages",
+                      "dissolve_nr_memmap_pages"):
+                assert meas[k] == mod[k], (r["scenario"], k)
+
+
+def test_hvo_frees_vmemmap_as_arithmetic_says(rows):
+    # arithmetic: a 2M page has 512 * 64 / 4096 = 8 vmemmap pages, a 1G page 4096; HVO keeps
+    # one (5.18+); on 6.12 the head page is copied (11aad2631bf7), so all 8 / 4096 boot pages
+    # are freed and one new page is counted in nr_memmap_pages
+    for r in _rt(rows):
+        if not r["version"].startswith("6.12") or r["scenario"].endswith("hvo0"):
+            continue
+        per = 8 if "-2M-" in r["scenario"] else 4096
+        n = r["measured"]["pages"]
+        assert r["measured"]["alloc_nr_memmap_boot_pages"] == -per * n
+        assert r["measured"]["alloc_nr_memmap_pages"] == n
+        assert r["measured"]["memtotal_kb_alloc_delta"] == per * n * 4
+
+
+def test_dissolve_without_hvo_returns_everything(rows):
+    for r in _rt(rows):
+        if r["scenario"].endswith("hvo0"):
+            assert abs(r["measured"]["dissolve_free_delta"]
+                       - r["model"]["dissolve_free_delta"]) <= NOISE
+
+
+def test_6_12_117_dissolve_after_hvo_leaks_the_page(rows):
+    # the Debian 6.12.115+ restore bug (validation/README.md "HVO"): vmemmap_restore_pte
+    # copies the head-copy page into every tail vmemmap page without reset_struct_pages();
+    # free_tail_page_prepare() rejects struct pages 0..3 of each ("corrupted mapping in tail
+    # page"), so the huge page never reaches the buddy allocator: the free-page change on
+    # dissolve is only minus the re-allocated vmemmap pages (448 for 64 x 2M, 4095 for 1G)
+    for r in _rt(rows):
+        if not r["version"].startswith("6.12") or r["scenario"].endswith("hvo0"):
+            continue
+        per = 7 if "-2M-" in r["scenario"] else 4095
+        n = r["measured"]["pages"]
+        assert abs(r["measured"]["dissolve_free_delta"] + per * n) <= NOISE
+        assert r["bad_page"]["dissolved"]["reports"] > 0
+        assert "corrupted mapping in tail page" in r["bad_page"]["dissolved"]["reasons"]
+
+
+def _engine_models_restore_bug() -> bool:
+    from vmemlab.hugetlb_vmemmap import HugetlbState
+
+    return "leaked" in HugetlbState.__dataclass_fields__
+
+
+def test_dissolve_matches_model(rows):
+    # every dissolve within NOISE of the model, including the leaking 6.12.117 ones once the
+    # engine models the restore bug (before that, those rows are left out and counted)
+    left_out = 0
+    for r in _rt(rows):
+        if not r["measured"]["pages"]:
+            continue
+        if (r["version"].startswith("6.12") and r["scenario"].endswith("hvo1")
+                and not _engine_models_restore_bug()):
+            left_out += 1
+            continue
+        assert abs(r["measured"]["dissolve_free_delta"]
+                   - r["model"]["dissolve_free_delta"]) <= NOISE, r["scenario"]
+    assert left_out in (0, 2)
