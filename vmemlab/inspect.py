@@ -445,14 +445,19 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
         elif re.fullmatch(r"(dax|pfn)\d+\.\d+", d):
             a = _read_attrs(t, base, ("mode", "align", "size", "resource", "namespace"))
             if a.get("namespace"):
-                nd_dax[d] = {"name": d, **a}
+                # the device-dax device is a child of the nd dax device (dax0.1/dax0.0)
+                kids = [k for k in (t.listdir(base) or []) if re.fullmatch(r"dax\d+\.\d+", k)]
+                t.not_read.pop("/" + base, None)
+                nd_dax[d] = {"name": d, **a, "children": kids}
     # -- device-dax
     for d in t.listdir(PATHS["dax"]) or []:
         base = f"{PATHS['dax']}/{d}"
         a = _read_attrs(t, base, ("size", "align", "target_node", "resource"))
         dev: dict[str, Any] = {"name": d, **a}
-        nd = nd_dax.get(d) or next((x for x in nd_dax.values() if x.get("resource") is not None
-                                    and x["resource"] == a.get("resource")), None)
+        nd = (next((x for x in nd_dax.values() if d in x["children"]), None)
+              or next((x for x in nd_dax.values() if x.get("resource") is not None
+                       and x["resource"] == a.get("resource")), None)
+              or (nd_dax.get(d) if not any(x["children"] for x in nd_dax.values()) else None))
         if nd is not None:
             dev["map"] = {"ram": "mem", "pmem": "dev"}.get(nd.get("mode") or "")
             dev["nd"] = nd
@@ -471,6 +476,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
 
 def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
               ram: int | None) -> None:
+    from .direct_map import DirectMap
     from .plan import plan
 
     ns = dev.get("namespace")
@@ -487,6 +493,10 @@ def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
         ins.notes.append(f"{dev['name']}: the namespace start (resource, root-only) was not "
                          "read; planned at a 1 GiB-aligned start above RAM")
     a = get_arch(arch)
+    # boot RAM as the direct map saw it: MemTotal rounded up to a section (the model maps
+    # [0, ram) at boot; only a namespace sharing RAM's last 1 GiB slot depends on this)
+    sec = 1 << a.section_size_bits
+    ram_floor = None if ram is None else -(-ram // sec) * sec
     alts = []
     cur = None
     for align in a.dax_aligns:
@@ -498,11 +508,16 @@ def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
                 alts.append({"align": align, "map": map_, "error": str(e), "ram_pages": 0})
                 continue
             is_cur = align == dev["align"] and map_ == dev["map"]
+            dm = None
+            if ins.direct_map:
+                s, e = p._pgmap.ranges[0]  # type: ignore[attr-defined]
+                dm = DirectMap(a, ins.direct_map, ram_floor).add(s, e)
             row = {"align": align, "map": map_, "current": is_cur,
                    "ram_pages": p.ram_data_pages + p.ram_pagetable_pages,
                    "nr_memmap_pages": p.nr_memmap_pages,
                    "dax_size": p.namespace["npfns"] * p.page_size,
-                   "direct_map_pages": None if p.direct_map is None else p.direct_map["pages"]}
+                   "direct_map_pages": None if dm is None else dm.pages,
+                   "direct_map_mapped": None if dm is None else dm.mapped}
             if is_cur:
                 cur = row
             alts.append(row)
@@ -512,6 +527,10 @@ def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
 
 def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | None,
             kvar: str) -> None:
+    """Kernel-reported figures next to the planner's: dax sizes always; with a baseline tree,
+    the deltas of nr_memmap_pages, nr_memmap_boot_pages and DirectMap* since then."""
+    from .hugetlb_plan import plan_hugetlb
+
     for d in ins.dax:
         cur = d.get("current")
         if cur and d.get("size") is not None:
@@ -519,31 +538,34 @@ def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | Non
                                "planner": cur["dax_size"], "agree": d["size"] == cur["dax_size"]})
     if baseline is None:
         return
-    base = inspect(baseline, kernel=kvar)
-    mm_now, mm_then = ins.counters.get("nr_memmap_pages"), base.counters.get("nr_memmap_pages")
-    if mm_now is None or mm_then is None:
-        ins.notes.append("nr_memmap_pages not in both trees: no counter delta to compare")
-        return
+    base = inspect(baseline, kernel=kvar, direct_map=ins.direct_map)
     then = {d["name"] for d in base.dax}
-    pred = sum(d["current"]["nr_memmap_pages"] for d in ins.dax
-               if d.get("current") and d["name"] not in then)
-    pools_then = {h["size"]: h["nr_hugepages"] or 0 for h in base.hugetlb}
+    new = [d for d in ins.dax if d.get("current") and d["name"] not in then]
+    unplanned = [d["name"] for d in ins.dax if not d.get("current") and d["name"] not in then]
+    if unplanned:
+        ins.notes.append(f"new since the baseline but not planned: {', '.join(unplanned)}; "
+                         "the deltas below leave them out")
+    pred = sum(d["current"]["nr_memmap_pages"] or 0 for d in new)
     boot_pred = 0
-    hvo_on = bool(ins.hvo_sysctl)
+    pools_then = {h["size"]: h["nr_hugepages"] or 0 for h in base.hugetlb}
     for h in ins.hugetlb:
         grown = (h["nr_hugepages"] or 0) - pools_then.get(h["size"], 0)
-        if grown and arch is not None:
-            from .hugetlb_plan import plan_hugetlb
-
-            p = plan_hugetlb((h["size"], grown), arch, kvar, hvo_on)
+        if grown > 0 and arch is not None:
+            # the pages grown since the baseline, optimised if the sysctl is on now
+            p = plan_hugetlb((h["size"], grown), arch, kvar, bool(ins.hvo_sysctl))
             pred += p.vmstat_delta.get("nr_memmap_pages", 0)
             boot_pred += p.vmstat_delta.get("nr_memmap_boot_pages", 0)
-    ins.checks.append({"what": "nr_memmap_pages delta since the baseline",
-                       "kernel": mm_now - mm_then, "planner": pred,
-                       "agree": mm_now - mm_then == pred})
-    b_now, b_then = (ins.counters.get("nr_memmap_boot_pages"),
-                     base.counters.get("nr_memmap_boot_pages"))
-    if b_now is not None and b_then is not None:
-        ins.checks.append({"what": "nr_memmap_boot_pages delta since the baseline",
-                           "kernel": b_now - b_then, "planner": boot_pred,
-                           "agree": b_now - b_then == boot_pred})
+    for key, level in (("DirectMap1G", "pud"), ("DirectMap2M", "pmd"), ("DirectMap4k", "pte")):
+        if key in ins.meminfo and key in base.meminfo and new and all(
+                d["current"].get("direct_map_mapped") is not None for d in new):
+            planned = sum(d["current"]["direct_map_mapped"].get(level, 0) for d in new) >> 10
+            got = ins.meminfo[key] - base.meminfo[key]
+            ins.checks.append({"what": f"{key} delta since the baseline (kB)", "kernel": got,
+                               "planner": planned, "agree": got == planned})
+    for key, planned in (("nr_memmap_pages", pred), ("nr_memmap_boot_pages", boot_pred)):
+        now, was = ins.counters.get(key), base.counters.get(key)
+        if now is None or was is None:
+            ins.notes.append(f"{key} not in both trees: no counter delta to compare")
+            continue
+        ins.checks.append({"what": f"{key} delta since the baseline", "kernel": now - was,
+                           "planner": planned, "agree": now - was == planned})
