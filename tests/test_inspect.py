@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from vmemlab.cli import main
-from vmemlab.inspect import InspectError, inspect, kernel_variant
+from vmemlab.inspect import InspectError, inspect, kernel_variant, rebuild_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = {p.name: p for p in (ROOT / "validation" / "results").glob("linux-6.12*.json")}
@@ -61,32 +61,10 @@ def median_read(results, config, phase, field):
 
 
 def trees_from_results(tmp: Path, results: dict, config: dict) -> tuple[Path, Path]:
-    """(before, after_create) trees of one measured configuration."""
-    g = results["guest"]
-    out = []
-    for phase in ("before", "after_create"):
-        root = tmp / phase
-        vm = {f: median_read(results, config, phase, f)
-              for f in ("nr_free_pages", "nr_memmap_pages", "nr_memmap_boot_pages")}
-        mi = {k[:-3]: median_read(results, config, phase, k)
-              for k in ("MemFree_kb", "DirectMap4k_kb", "DirectMap2M_kb", "DirectMap1G_kb")}
-        mi = {k: v for k, v in mi.items() if v is not None}  # no DirectMap1G without pdpe1gb
-        base_tree(root, g["uname_r"], g["kallsyms"], str(g["pdpe1gb"]) not in ("0", ""), vm, mi)
-        if phase == "after_create":
-            sysfs = config["sysfs"]
-            ns, nd = sysfs["namespace"], sysfs["nd_dax"]
-            nsname, ndname = nd["namespace"], ns["holder"]
-            daxname = next(k.split(":")[1] for k in sysfs if k.startswith("dax:")
-                           and k.count(":") == 1)
-            for f in ("mode", "size", "resource", "holder"):
-                write(root, f"sys/bus/nd/devices/{nsname}/{f}", ns[f] + "\n")
-            for f in ("mode", "align", "size", "resource", "namespace"):
-                write(root, f"sys/bus/nd/devices/{ndname}/{f}", nd[f] + "\n")
-            (root / f"sys/bus/nd/devices/{ndname}/{daxname}").mkdir()
-            for f, v in sysfs[f"dax:{daxname}"].items():
-                write(root, f"sys/bus/dax/devices/{daxname}/{f}", v + "\n")
-        out.append(root)
-    return out[0], out[1]
+    """(before, after_create) trees of one measured configuration (vmemlab.inspect.rebuild_tree
+    writes the recorded values, unchanged, where the ABI documents put them)."""
+    return (rebuild_tree(results, config["name"], tmp / "before", "before"),
+            rebuild_tree(results, config["name"], tmp / "after", "after_create"))
 
 
 def measured_configs():
@@ -271,3 +249,11 @@ def test_live_system_runs():
         pytest.skip("not a Linux system")
     ins = inspect("/")
     assert ins.table().startswith("vmemlab inspect /")
+
+
+def test_rebuild_tree_refuses_unknown_config_and_phase(tmp_path):
+    r = load("linux-6.12.json")
+    with pytest.raises(InspectError, match="no such configuration"):
+        rebuild_tree(r, "16G-3M-mem", tmp_path, "before")
+    with pytest.raises(InspectError, match="phase"):
+        rebuild_tree(r, "16G-2M-mem", tmp_path, "during")

@@ -359,7 +359,7 @@ def _read_attrs(t: Tree, base: str, names: tuple[str, ...]) -> dict[str, Any]:
 
 def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = None,
             strict: bool = False, kernel: str | None = None,
-            direct_map: str | None = None) -> Inspection:
+            direct_map: str | None = None, label: str | None = None) -> Inspection:
     """Read ``root`` (a live ``/`` or a captured copy) and price its struct pages.
 
     :param baseline: a tree captured before the namespaces/pools existed: compare deltas
@@ -367,6 +367,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
     :param kernel: force a kernel variant (default: chosen from the release and kallsyms)
     :param direct_map: force a :data:`vmemlab.direct_map.VARIANTS` name (default: from
         ``pdpe1gb`` on x86_64, base pages on arm64)
+    :param label: how the report names the tree (default: ``root``)
     """
     from .hugetlb_plan import plan_hugetlb
     from .kernels import get_kernel
@@ -393,7 +394,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
     meminfo = parse_meminfo(mi) if mi is not None else {}
     counters: dict[str, int | None] = {k: vmstat.get(k) for k in
                                        ("nr_memmap_pages", "nr_memmap_boot_pages")}
-    ins = Inspection(str(root), release, arch, arch_src, kvar, kwhy, ps, pdpe1gb, dm, counters,
+    ins = Inspection(label or str(root), release, arch, arch_src, kvar, kwhy, ps, pdpe1gb, dm, counters,
                      {k: v for k, v in meminfo.items() if k in (
                          "MemTotal", "MemFree", "Hugetlb", "HugePages_Total", "Hugepagesize",
                          "DirectMap4k", "DirectMap2M", "DirectMap1G")})
@@ -523,6 +524,12 @@ def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
             alts.append(row)
     dev["alternatives"] = alts
     dev["current"] = cur
+    note = ("device-dax plans populate the namespace alone (no boot RAM in the model): the "
+            "upper-level vmemmap tables boot RAM already has are counted as new (up to 2 pages)"
+            + ("" if ram is not None else "; MemTotal not read, so the direct map's top-level "
+               "PUD table is counted as new too (1 page)"))
+    if note not in ins.notes:
+        ins.notes.append(note)
 
 
 def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | None,
@@ -569,3 +576,66 @@ def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | Non
             continue
         ins.checks.append({"what": f"{key} delta since the baseline", "kernel": now - was,
                            "planner": planned, "agree": now - was == planned})
+
+
+# -- trees rebuilt from validation/ results ------------------------------------------------
+def _write(root: Path, rel: str, text: str) -> None:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+
+def rebuild_tree(results: dict[str, Any], config: str, dest: str | os.PathLike,
+                 phase: str) -> Path:
+    """Write the /proc and /sys files :func:`inspect` reads, with the values a
+    ``validation/harness.py`` run recorded for ``config`` in ``phase`` (``"before"`` or
+    ``"after_create"``), under ``dest``; return ``dest``.
+
+    What the harness recorded goes in unchanged: the guest's release and kallsyms symbol names,
+    its pdpe1gb flag, the median read of ``nr_memmap_pages``, ``nr_memmap_boot_pages`` and
+    ``DirectMap*`` in that phase (7 reads: the median is one of them), and after create the
+    sysfs attributes of the namespace, its nd dax device and the dax device.  What it did not
+    record (MemTotal, HugeTLB files, the HVO sysctl) is left out, so inspect names it."""
+    import statistics
+
+    if phase not in ("before", "after_create"):
+        raise InspectError(phase, "phase must be 'before' or 'after_create'")
+    try:
+        c = next(x for x in results["configs"] if x["name"] == config)
+    except StopIteration:
+        raise InspectError(config, "no such configuration in the results") from None
+    root = Path(dest)
+    g = results["guest"]
+    fields = results["reading_fields"]
+
+    def med(field: str) -> int | None:
+        vals = [r[fields.index(field)] for r in c["readings"][phase]]
+        return None if None in vals else statistics.median_low(vals)
+
+    _write(root, PATHS["osrelease"], g["uname_r"] + "\n")
+    _write(root, PATHS["arch"], "x86_64\n")       # the harness boots qemu-system-x86_64
+    flags = "fpu pse pae" + (" pdpe1gb" if str(g.get("pdpe1gb", "0")) not in ("0", "") else "")
+    _write(root, PATHS["cpuinfo"], f"processor\t: 0\nflags\t\t: {flags} lm\n\n")
+    _write(root, PATHS["kallsyms"],
+           "".join(f"0000000000000000 T {s}\n" for s in g.get("kallsyms", "").split()))
+    _write(root, PATHS["vmstat"], "".join(
+        f"{f} {med(f)}\n" for f in ("nr_free_pages", "nr_memmap_pages", "nr_memmap_boot_pages")))
+    mi = {k[:-3]: med(k) for k in ("MemFree_kb", "DirectMap4k_kb", "DirectMap2M_kb",
+                                   "DirectMap1G_kb") if k in fields}
+    _write(root, PATHS["meminfo"], "".join(f"{k}:{v:>16} kB\n" for k, v in mi.items()
+                                           if v is not None))
+    (root / PATHS["dax"]).mkdir(parents=True, exist_ok=True)
+    (root / PATHS["nd"]).mkdir(parents=True, exist_ok=True)
+    if phase == "after_create":
+        sysfs = c["sysfs"]
+        ns, nd = sysfs["namespace"], sysfs["nd_dax"]
+        daxname = next(k.split(":")[1] for k in sysfs if k.startswith("dax:") and
+                       k.count(":") == 1)
+        for f in ("mode", "size", "resource", "holder"):
+            _write(root, f"{PATHS['nd']}/{nd['namespace']}/{f}", ns[f] + "\n")
+        for f in ("mode", "align", "size", "resource", "namespace"):
+            _write(root, f"{PATHS['nd']}/{ns['holder']}/{f}", nd[f] + "\n")
+        (root / PATHS["nd"] / ns["holder"] / daxname).mkdir(exist_ok=True)
+        for f, v in sysfs[f"dax:{daxname}"].items():
+            _write(root, f"{PATHS['dax']}/{daxname}/{f}", v + "\n")
+    return root
