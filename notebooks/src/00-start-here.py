@@ -18,6 +18,46 @@
 # write your answer in the cell, run it, and `check` tells you if you are right.
 
 # %% [markdown]
+# ## What does your own machine spend?
+#
+# Before the model, the machine running this notebook. `vmemlab inspect` reads what Linux
+# shows without root: the memmap counters in `/proc/vmstat` (kernels 6.11 and later), the
+# HugeTLB pools, the HVO switch, and any device-dax devices. The model's planner then prices
+# what the kernel does not count, and what the alternatives would cost. On Binder this is the
+# container's host kernel. A laptop or a cloud VM usually has no device-dax at all, and then
+# the report says so: the struct pages of RAM are then the whole story. Anything it cannot
+# read is listed at the end, not guessed. From a shell: `python -m vmemlab inspect`.
+#
+# This cell's output depends on the machine that runs it, so the notebook tests do not
+# compare it (`NBVAL_IGNORE_OUTPUT`).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from vmemlab.inspect import inspect
+
+print(inspect("/").table())
+
+# %% [markdown]
+# The next cell shows a machine that does have device-dax: a Debian 6.12.117 guest with one
+# 16 GiB namespace (2 MiB alignment, struct pages in RAM). The files are rebuilt from what the
+# measuring harness of chapter 11 recorded before and after creating the namespace. Where the
+# kernel reports a figure itself (the dax size, the `nr_memmap_pages` and `DirectMap*`
+# deltas), inspect puts the model's prediction beside it.
+
+# %%
+import json
+import tempfile
+from pathlib import Path
+
+from vmemlab.inspect import rebuild_tree
+
+results = json.loads(Path("../validation/results/linux-6.12.json").read_text())
+trees = Path(tempfile.mkdtemp())
+before = rebuild_tree(results, "16G-2M-mem", trees / "before", "before")
+after = rebuild_tree(results, "16G-2M-mem", trees / "after", "after_create")
+print(inspect(after, baseline=before, label="Debian 6.12.117 guest, 16G-2M-mem").table())
+
+# %% [markdown]
 # ## A first look
 #
 # The planner populates a namespace in the model, section by section, exactly as the kernel
