@@ -149,6 +149,10 @@ def _add_inspect_parser(sub: argparse._SubParsersAction) -> None:
                      help="kernel variant (default: from osrelease and kallsyms)")
     ins.add_argument("--direct-map", default=None, dest="direct_map",
                      help="direct-map variant (default: from pdpe1gb / the arch)")
+    ins.add_argument("--arch", default=None, choices=list(ARCHES),
+                     help="arch, for a tree without /proc/sys/kernel/arch or /proc/cpuinfo")
+    ins.add_argument("--release", default=None,
+                     help="kernel release, for a tree without /proc/sys/kernel/osrelease")
     ins.add_argument("--strict", action="store_true",
                      help="fail (exit 2) on a file that exists but cannot be read")
     ins.add_argument("--json", action="store_true", help="print one JSON object")
@@ -158,7 +162,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import inspect
 
     r = inspect(args.root, baseline=args.baseline, strict=args.strict, kernel=args.kernel,
-                direct_map=args.direct_map)
+                direct_map=args.direct_map, arch=args.arch, release=args.release)
     if args.json:
         print(json.dumps(r.to_dict(), sort_keys=True))
     else:

@@ -178,11 +178,11 @@ def kernel_variant(release: str | None, kallsyms: str | None) -> tuple[str, str]
     if fixed:
         return "6.12.117", (f"{release}: 6.6 rules; section_nr_vmemmap_pages in kallsyms, so "
                             "nr_memmap_pages counts the deduplicated memmap (2026 fix)")
-    why = "not in kallsyms" if kallsyms is not None else "kallsyms not read"
+    why = ("section_nr_vmemmap_pages not in kallsyms" if kallsyms is not None else
+           "kallsyms not read (pass kernel='6.12.117' for a kernel with the 2026 fix)")
     newer = " (newer than the 6.12 trees the model follows)" if v > (6, 12, 999) else ""
-    return "6.6", (f"{release}{newer}: vmemmap_can_optimize rules of 6.6; "
-                   f"section_nr_vmemmap_pages {why}, so nr_memmap_pages is taken to count the "
-                   "full memmap")
+    return "6.6", (f"{release}{newer}: vmemmap_can_optimize rules of 6.6; {why}, so "
+                   "nr_memmap_pages is taken to count the full memmap")
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -206,6 +206,7 @@ class Inspection:
     dax: list[dict[str, Any]] = field(default_factory=list)
     namespaces: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    gbpages_source: str = ""
     notes: list[str] = field(default_factory=list)
     not_read: dict[str, str] = field(default_factory=dict)
 
@@ -216,12 +217,13 @@ class Inspection:
         ps = self.page_size or 4096
         out = [f"vmemlab inspect {self.root}: Linux {self.release or '(release not read)'}, "
                f"{self.arch or 'arch unknown'}"]
-        out.append(f"  model: {self.arch or '-'} / kernel variant {self.kernel}: "
-                   f"{self.kernel_why}")
+        out.append(f"  model: {self.arch or '-'} ({self.arch_source}) / kernel variant "
+                   f"{self.kernel}: {self.kernel_why}")
         if self.direct_map:
             out.append(f"  direct map: {self.direct_map}"
                        + ("" if self.pdpe1gb is None else
-                          f" (pdpe1gb {'present' if self.pdpe1gb else 'absent'} in /proc/cpuinfo)"))
+                          f" (1 GiB pages {'on' if self.pdpe1gb else 'off'}: "
+                          f"{self.gbpages_source})"))
         out.append("")
         out.append("The kernel's own counters (/proc/vmstat):")
         mem = self.meminfo.get("MemTotal")
@@ -280,6 +282,10 @@ class Inspection:
                            f"{cur['direct_map_pages'] if cur['direct_map_pages'] is not None else '-'}"
                            f", nr_memmap_pages {cur['nr_memmap_pages']}")
             for alt in d.get("alternatives", []):
+                if "error" in alt:
+                    out.append(f"      {format_size(alt['align']):>4} map={alt['map']}: "
+                               f"not possible ({alt['error'].split(': ', 1)[-1][:70]})")
+                    continue
                 mark = "  <- now" if alt.get("current") else ""
                 out.append(f"      {format_size(alt['align']):>4} map={alt['map']}: "
                            f"{alt['ram_pages']:>9} pages {format_size(alt['ram_pages'] * ps):>9}"
@@ -359,7 +365,8 @@ def _read_attrs(t: Tree, base: str, names: tuple[str, ...]) -> dict[str, Any]:
 
 def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = None,
             strict: bool = False, kernel: str | None = None,
-            direct_map: str | None = None, label: str | None = None) -> Inspection:
+            direct_map: str | None = None, label: str | None = None,
+            arch: str | None = None, release: str | None = None) -> Inspection:
     """Read ``root`` (a live ``/`` or a captured copy) and price its struct pages.
 
     :param baseline: a tree captured before the namespaces/pools existed: compare deltas
@@ -368,30 +375,43 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
     :param direct_map: force a :data:`vmemlab.direct_map.VARIANTS` name (default: from
         ``pdpe1gb`` on x86_64, base pages on arm64)
     :param label: how the report names the tree (default: ``root``)
+    :param arch: a :data:`vmemlab.arch.ARCHES` name for a tree that does not say (no
+        ``/proc/sys/kernel/arch`` or ``/proc/cpuinfo``); reported as given by the caller
+    :param release: the kernel release for a tree without ``/proc/sys/kernel/osrelease``
     """
     from .hugetlb_plan import plan_hugetlb
     from .kernels import get_kernel
 
     t = Tree(root, strict)
     live = Path(root).resolve() == Path("/")
-    release = t.read(PATHS["osrelease"])
-    release = release.strip() if release else None
-    arch, arch_src, ps = _detect_arch(t, live)
+    rel = t.read(PATHS["osrelease"])
+    if rel is not None:
+        release = rel.strip()
+    if arch is not None:
+        a0 = get_arch(arch)
+        arch, arch_src, ps = a0.name, "given by the caller", a0.PAGE_SIZE
+    else:
+        arch, arch_src, ps = _detect_arch(t, live)
     kallsyms = t.read(PATHS["kallsyms"])
     kvar, kwhy = kernel_variant(release, kallsyms)
     if kernel is not None:
         kvar, kwhy = get_kernel(kernel).name, "chosen by the caller"
     cpuinfo = t.read(PATHS["cpuinfo"])
     pdpe1gb = None if cpuinfo is None or arch != "x86_64" else "pdpe1gb" in cpu_flags(cpuinfo)
+    vm = t.read(PATHS["vmstat"])
+    vmstat = parse_vmstat(vm) if vm is not None else {}
+    mi = t.read(PATHS["meminfo"])
+    meminfo = parse_meminfo(mi) if mi is not None else {}
+    gb_src = "pdpe1gb in /proc/cpuinfo"
+    if pdpe1gb is None and arch == "x86_64" and "DirectMap2M" in meminfo:
+        # arch_report_meminfo prints DirectMap1G only when direct_gbpages is set
+        pdpe1gb = "DirectMap1G" in meminfo
+        gb_src = "DirectMap1G line in /proc/meminfo"
     dm = direct_map
     if dm is None and arch == "x86_64":
         dm = "2m" if pdpe1gb is False else "gbpages"
     elif dm is None and arch is not None and arch.startswith("arm64"):
         dm = "pages"
-    vm = t.read(PATHS["vmstat"])
-    vmstat = parse_vmstat(vm) if vm is not None else {}
-    mi = t.read(PATHS["meminfo"])
-    meminfo = parse_meminfo(mi) if mi is not None else {}
     counters: dict[str, int | None] = {k: vmstat.get(k) for k in
                                        ("nr_memmap_pages", "nr_memmap_boot_pages")}
     ins = Inspection(label or str(root), release, arch, arch_src, kvar, kwhy, ps, pdpe1gb, dm, counters,
@@ -399,6 +419,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
                          "MemTotal", "MemFree", "Hugetlb", "HugePages_Total", "Hugepagesize",
                          "DirectMap4k", "DirectMap2M", "DirectMap1G")})
     ins.hvo_sysctl = t.read_int(PATHS["hvo"])
+    ins.gbpages_source = gb_src
     ram = meminfo["MemTotal"] * 1024 if "MemTotal" in meminfo else None
     v = _version(release)
     hvo_exists = v is None or v >= (5, 14)
@@ -545,7 +566,8 @@ def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | Non
                                "planner": cur["dax_size"], "agree": d["size"] == cur["dax_size"]})
     if baseline is None:
         return
-    base = inspect(baseline, kernel=kvar, direct_map=ins.direct_map)
+    base = inspect(baseline, kernel=kvar, direct_map=ins.direct_map, arch=ins.arch,
+                   release=ins.release)
     then = {d["name"] for d in base.dax}
     new = [d for d in ins.dax if d.get("current") and d["name"] not in then]
     unplanned = [d["name"] for d in ins.dax if not d.get("current") and d["name"] not in then]
