@@ -1,0 +1,75 @@
+"""vmemlab.inspect on file trees captured verbatim from Debian guests under qemu.
+
+``validation/captured/<release>/<scenario>/`` are copies (made by helper i12v's harness run,
+copied unchanged into this repository) of /proc/vmstat, /proc/meminfo, /proc/sys/vm/*,
+/sys/bus/dax/devices/* and /sys/bus/nd/devices/* of one guest boot, one tree per step.  The
+steps accumulate: each devdax scenario holds the namespaces of the steps before it plus one
+new one, so the tree before it is its baseline (the chain below; the test checks that each
+step adds exactly one dax device).  The trees hold no osrelease, cpuinfo or kallsyms, so the
+release is the directory name, the arch x86_64 (the harness runs qemu-system-x86_64), and the
+kernel variant 6.12.117: the same Debian package's kallsyms has ``section_nr_vmemmap_pages``
+(recorded in validation/results/linux-6.12.json, guest.kallsyms).
+
+Expected values are the kernel's own: dax sizes, and the nr_memmap_pages,
+nr_memmap_boot_pages and DirectMap1G/2M/4k deltas from one step to the next.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vmemlab.inspect import inspect
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURED = ROOT / "validation" / "captured"
+RELEASE = "6.12.117+deb12-amd64"
+#: each step and the step before it (its baseline)
+CHAIN = ["devdax-1G-dev", "devdax-2M-dev", "devdax-4K-dev", "devdax-2M-mem", "devdax-1G-mem",
+         "devdax-4K-mem", "devdax-2M-mem-mid"]
+TREES = CAPTURED / RELEASE
+pytestmark = pytest.mark.skipif(not TREES.is_dir(), reason="no captured trees")
+
+
+def run(step, baseline=None):
+    return inspect(TREES / step, baseline=None if baseline is None else TREES / baseline,
+                   arch="x86_64", release=RELEASE, kernel="6.12.117")
+
+
+def test_kallsyms_of_this_package_has_the_2026_fix():
+    r = json.loads((ROOT / "validation/results/linux-6.12.json").read_text())
+    assert r["kernel"]["uname_r"] == RELEASE
+    assert "section_nr_vmemmap_pages" in r["guest"]["kallsyms"]
+
+
+@pytest.mark.parametrize("i", range(1, len(CHAIN)), ids=CHAIN[1:])
+def test_step_counters_equal_the_planner(i):
+    step, prev = CHAIN[i], CHAIN[i - 1]
+    ins, base = run(step, prev), run(prev)
+    new = {d["name"] for d in ins.dax} - {d["name"] for d in base.dax}
+    assert len(new) == 1, new  # the chain is right: one namespace per step
+    checks = {c["what"]: c for c in ins.checks}
+    for name in ("nr_memmap_pages", "nr_memmap_boot_pages"):
+        c = checks[f"{name} delta since the baseline"]
+        assert c["agree"], c
+    for key in ("DirectMap1G", "DirectMap2M", "DirectMap4k"):
+        c = checks[f"{key} delta since the baseline (kB)"]
+        assert c["agree"], c
+    for d in ins.dax:
+        c = checks[f"{d['name']} size (bytes)"]
+        assert c["agree"], c
+
+
+def test_first_step_against_nothing():
+    ins = run(CHAIN[0])
+    (d,) = ins.dax
+    assert d["map"] == "dev" and d["align"] == 1 << 30
+    # map=dev: every kernel counts the full memmap in nr_memmap_pages (validation/README.md):
+    # 4 GiB raw namespace -> 2**20 struct pages -> 16384 pages of 4 KiB
+    assert ins.counters["nr_memmap_pages"] == d["current"]["nr_memmap_pages"] == 16384
+    assert ins.direct_map == "gbpages"  # meminfo has a DirectMap1G line
+
+
+def test_captured_tree_table_reads_well():
+    text = run("devdax-2M-mem", "devdax-4K-dev").table()
+    assert "2M map=mem" in text and "<- now" in text and "DIFFER" not in text
