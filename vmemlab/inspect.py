@@ -234,6 +234,17 @@ class Inspection:
             else:
                 share = f", {100 * v * ps / (mem * 1024):.3f}% of MemTotal" if mem else ""
                 out.append(f"  {k:<22} {v:>10} pages = {format_size(v * ps)}{share}")
+        if self.counters.get("nr_memmap_pages"):
+            out.append("  (nr_memmap_pages also counts memmap that lives on the device, map=dev, "
+                       "and before the 2026 fix the full memmap of deduplicated namespaces; "
+                       "RAM per device below)")
+        boot = self.counters.get("nr_memmap_boot_pages")
+        planned = [d["current"]["ram_pages"] for d in self.dax if d.get("current")]
+        if boot is not None and self.dax and len(planned) == len(self.dax):
+            tot = boot + sum(planned)
+            share = f", {100 * tot * ps / (mem * 1024):.3f}% of MemTotal" if mem else ""
+            out.append(f"  struct pages in RAM now: boot memmap + device-dax vmemmap (planner) "
+                       f"= {tot} pages = {format_size(tot * ps)}{share}")
         dms = [(k, self.meminfo[k]) for k in ("DirectMap4k", "DirectMap2M", "DirectMap1G")
                if k in self.meminfo]
         if dms:
@@ -283,8 +294,9 @@ class Inspection:
                            f", nr_memmap_pages {cur['nr_memmap_pages']}")
             for alt in d.get("alternatives", []):
                 if "error" in alt:
+                    why = alt["error"].split(": -", 1)[-1]
                     out.append(f"      {format_size(alt['align']):>4} map={alt['map']}: "
-                               f"not possible ({alt['error'].split(': ', 1)[-1][:70]})")
+                               f"not possible: -{why}")
                     continue
                 mark = "  <- now" if alt.get("current") else ""
                 out.append(f"      {format_size(alt['align']):>4} map={alt['map']}: "
@@ -461,12 +473,15 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
     for d in nd_devs:
         base = f"{PATHS['nd']}/{d}"
         if re.fullmatch(r"namespace\d+\.\d+", d):
-            a = _read_attrs(t, base, ("mode", "size", "resource"))
+            a = _read_attrs(t, base, ("mode", "size"))
+            if a.get("size"):          # the seed namespace (size 0) has no resource
+                a.update(_read_attrs(t, base, ("resource",)))
             ns_attrs[d] = {"name": d, **a}
             ins.namespaces.append(ns_attrs[d])
         elif re.fullmatch(r"(dax|pfn)\d+\.\d+", d):
-            a = _read_attrs(t, base, ("mode", "align", "size", "resource", "namespace"))
-            if a.get("namespace"):
+            a = _read_attrs(t, base, ("namespace",))
+            if a.get("namespace"):     # a seed device claims no namespace: nothing more to read
+                a.update(_read_attrs(t, base, ("mode", "align", "size", "resource")))
                 # the device-dax device is a child of the nd dax device (dax0.1/dax0.0)
                 kids = [k for k in (t.listdir(base) or []) if re.fullmatch(r"dax\d+\.\d+", k)]
                 t.not_read.pop("/" + base, None)
