@@ -172,3 +172,20 @@ def test_boot_memmap_matches_engine(arch, ram):
     b = boot_memmap_pages(ram, arch)
     assert b["data"] == u["ram_data_pages"] == m.vmstat["nr_memmap_boot_pages"]
     assert b["pagetables"] == u["ram_pagetable_pages"]
+
+
+@pytest.mark.parametrize("kernel", ["6.6", "5.17"])
+def test_measured_placement_matches_engine(kernel):
+    """Pages at given head pfns: the engine optimises exactly those; the planner counts the
+    regions they touch.  Heads 2 and 3 share a region, the third sits in region 3."""
+    m = Machine("x86_64", kernel, ram="512M")
+    folios = [alloc_hugetlb_folio(m, "2M") for _ in range(200)]
+    pick = [folios[0], folios[1], folios[-1]]
+    before, tables = m.ram.used, m.usage()["pte_tables"]
+    for f in pick:
+        hugetlb_vmemmap_optimize(m, f)
+    p = plan_hugetlb("2M:3", kernel=kernel, heads=[f.head_pfn for f in pick])
+    assert p.split_pte_tables["measured"] == m.usage()["pte_tables"] - tables == 2
+    assert p.saved_pages["measured"] == before - m.ram.used
+    with pytest.raises(ParameterError, match="one head pfn per page"):
+        plan_hugetlb("2M:3", heads=[0])

@@ -17,7 +17,10 @@ search index and in the 6.x form (``pgprot_t prot, bool init`` arguments) in sta
 * any other touched PUD slot whose entry is empty gets a PMD table (``alloc_low_page``), in which
   wholly covered 2 MiB slots are 2 MiB leaves (``PG_LEVEL_2M``, CPUs with PSE: all x86_64) and a
   partly covered one gets a PTE table;
-* an empty PGD entry gets a PUD table (4-level paging: P4D folded).
+* an empty PGD entry gets a PUD table (4-level paging: P4D folded).  With 5-level paging
+  (``la57``; the harness guests run it, ``-cpu max``) a P4D entry covers the same 512 GiB and
+  an empty one gets the PUD table; a new P4D table is needed once per 256 TiB, which the model
+  does not count.
 
 arm64 (``arch/arm64/mm/mmu.c``: ``arch_add_memory`` -> ``__create_pgd_mapping`` ->
 ``alloc_init_pud`` / ``alloc_init_cont_pmd`` / ``init_pmd`` / ``alloc_init_cont_pte``; read in

@@ -148,6 +148,8 @@ class HugetlbPlan:
             (f"  range: {other}", pages(self.ram_pages[other])),
             (f"saved by HVO ({pl})", pages(self.saved_pages[pl])),
         ]
+        if "measured" in self.split_pte_tables:
+            rows.insert(8, ("  measured placement", str(self.split_pte_tables["measured"])))
         if self.vmstat_delta:
             rows.append(("vmstat on allocation" if self.when == "runtime"
                          else "vmstat (already in boot values)",
@@ -178,7 +180,8 @@ def _why_no_hvo(a: Arch, k: Kernel, vmemmap_pages: int) -> str | None:
 def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
                  kernel: str | Kernel = "6.6", hvo: bool = True, when: str = "runtime",
                  ram: int | str | None = None, placement: str = "packed",
-                 gbpages: bool = True, head_copy: bool | None = None) -> HugetlbPlan:
+                 gbpages: bool = True, head_copy: bool | None = None,
+                 heads: list[int] | None = None) -> HugetlbPlan:
     """Struct-page cost of a HugeTLB pool (``"2M:1024"``), with HVO on or off.
 
     :param pool: ``SIZE:COUNT`` or ``(size, count)``
@@ -188,6 +191,8 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
     :param placement: which end of the range is the headline figure (``packed`` or ``spread``)
     :param gbpages: x86_64 CPU has pdpe1gb (1 GiB HugeTLB pages exist only then)
     :param head_copy: 6.2+ head copy (default: on for folio-layout kernels, as the engine)
+    :param heads: the pages' head pfns where known (``/proc/kpageflags`` of a real machine):
+        adds a ``"measured"`` placement, the PMD leaves those pages' vmemmap really spans
     """
     a, k = get_arch(arch), get_kernel(kernel)
     size, n = parse_pool(pool)
@@ -241,7 +246,16 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
         per_page = (size // region if size >= region else 1) if region else 0
         splits = {"packed": 0, "spread": 0}
         delta = {}
-    ram_pages = {p: kept + splits[p] for p in PLACEMENTS}
+    if heads is not None:
+        if len(heads) != n:
+            raise ParameterError("heads", len(heads), f"one head pfn per page ({n})")
+        if optimised and region:
+            first = [(h << a.page_shift) // region for h in heads]
+            per = max(1, size // region)
+            splits["measured"] = len({r + i for r in first for i in range(per)})
+        else:
+            splits["measured"] = 0
+    ram_pages = {p: kept + v for p, v in splits.items()}
     return HugetlbPlan(
         arch=a.name, kernel=k.name, page_size=ps, hugepage_size=size, count=n, when=when,
         hvo=hvo, optimised=optimised, why_not=why, head_copy=hc, struct_page_bytes=sp_bytes,
@@ -249,7 +263,7 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
                                                         else vmemmap),
         pages_per_region=per_region, regions_per_page=per_page, pool_bytes=n * size, ram=ram_b,
         without_hvo_pages=without, kept_pages=kept, freed_pages=freed, split_pte_tables=splits,
-        ram_pages=ram_pages, saved_pages={p: without - ram_pages[p] for p in PLACEMENTS},
+        ram_pages=ram_pages, saved_pages={p: without - v for p, v in ram_pages.items()},
         vmstat_delta=delta, placement=placement)
 
 
