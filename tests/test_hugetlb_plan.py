@@ -189,3 +189,20 @@ def test_measured_placement_matches_engine(kernel):
     assert p.saved_pages["measured"] == before - m.ram.used
     with pytest.raises(ParameterError, match="one head pfn per page"):
         plan_hugetlb("2M:3", heads=[0])
+
+
+def test_restore_delta_matches_engine():
+    """Dissolving optimised pages: vmemmap_remap_alloc allocates V - kept pages per page again,
+    counted in nr_memmap_pages (the engine's restore path)."""
+    from vmemlab.hugetlb_vmemmap import dissolve_free_huge_page
+
+    m = Machine("x86_64", "6.12.117", ram="512M")
+    fs = [alloc_hugetlb_folio(m, "2M") for _ in range(3)]
+    for f in fs:
+        hugetlb_vmemmap_optimize(m, f)
+    vm = dict(m.vmstat)
+    for f in fs:
+        dissolve_free_huge_page(m, f)
+    p = plan_hugetlb("2M:3", kernel="6.12.117")
+    assert p.restore_vmstat_delta == {"nr_memmap_pages": m.vmstat["nr_memmap_pages"]
+                                      - vm["nr_memmap_pages"]} == {"nr_memmap_pages": 21}

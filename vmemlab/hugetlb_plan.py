@@ -43,7 +43,7 @@ first values userspace reads.  "Pre-HVO" of boot-time gigantic pages (6.15,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .arch import Arch, get_arch
@@ -120,6 +120,9 @@ class HugetlbPlan:
     saved_pages: dict[str, int]        #: without_hvo_pages - ram_pages, by placement
     vmstat_delta: dict[str, int]       #: runtime: nr_memmap_boot_pages / nr_memmap_pages moves
     placement: str = "packed"
+    #: what dissolving the pool moves: ``vmemmap_remap_alloc`` allocates the freed vmemmap
+    #: pages again (``memmap_pages_add``); the split PTE tables and the head copy stay
+    restore_vmstat_delta: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -264,7 +267,8 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
         pages_per_region=per_region, regions_per_page=per_page, pool_bytes=n * size, ram=ram_b,
         without_hvo_pages=without, kept_pages=kept, freed_pages=freed, split_pte_tables=splits,
         ram_pages=ram_pages, saved_pages={p: without - v for p, v in ram_pages.items()},
-        vmstat_delta=delta, placement=placement)
+        vmstat_delta=delta, placement=placement,
+        restore_vmstat_delta={"nr_memmap_pages": freed} if delta else {})
 
 
 def boot_memmap_pages(ram: int | str, arch: str | Arch = "x86_64") -> dict[str, int]:
