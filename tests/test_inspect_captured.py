@@ -81,3 +81,50 @@ def test_first_step_against_nothing():
 def test_captured_tree_table_reads_well():
     text = run("devdax-2M-mem", "devdax-4K-dev").table()
     assert "2M map=mem" in text and "<- now" in text and "DIFFER" not in text
+
+
+# -- HugeTLB: one boot with hugetlb_free_vmemmap=off, one with =on (3072 MiB guests) ---------
+#: the off boot's steps in order (validation/hvo.py): boot pools, then at runtime each pool
+#: grown to its size with vm.hugetlb_optimize_vmemmap 0 or 1, the previous pool dissolved first
+HVO_CHAIN = ["hvo-hugetlb-boot-hvo-off", "hvo-hugetlb-2M-hvo0", "hvo-hugetlb-2M-hvo1",
+             "hvo-hugetlb-1G-hvo0", "hvo-hugetlb-1G-hvo1"]
+needs_hvo = pytest.mark.skipif(not (TREES / HVO_CHAIN[0]).is_dir(), reason="no HVO trees")
+
+
+@needs_hvo
+def test_hvo_trees_follow_the_planner():
+    from vmemlab.hugetlb_plan import boot_memmap_pages, plan_hugetlb
+
+    t = {s: run(s) for s in HVO_CHAIN + ["hvo-hugetlb-boot-hvo-on"]}
+    c = {s: dict(i.counters) for s, i in t.items()}
+    pools = {s: {h["size"]: h["nr_hugepages"] for h in i.hugetlb} for s, i in t.items()}
+    two, one = plan_hugetlb("2M:64", kernel="6.12.117"), plan_hugetlb("1G:1", kernel="6.12.117")
+    # boot with HVO off: the whole boot memmap of 3 GiB is there, nothing else
+    assert c[HVO_CHAIN[0]] == {"nr_memmap_boot_pages": boot_memmap_pages("3G")["data"],
+                               "nr_memmap_pages": 0}
+    assert pools[HVO_CHAIN[0]] == {2 << 20: 64, 1 << 30: 1}
+    assert t["hvo-hugetlb-2M-hvo1"].hvo_sysctl == 1 and t["hvo-hugetlb-2M-hvo0"].hvo_sysctl == 0
+
+    def moved(a, *deltas):
+        return {k: a[k] + sum(d.get(k, 0) for d in deltas) for k in a}
+
+    # runtime, HVO off: nothing moves; HVO on: the planner's deltas, and dissolving restores
+    assert c["hvo-hugetlb-2M-hvo0"] == c[HVO_CHAIN[0]]
+    assert c["hvo-hugetlb-2M-hvo1"] == moved(c["hvo-hugetlb-2M-hvo0"], two.vmstat_delta)
+    assert c["hvo-hugetlb-1G-hvo0"] == moved(c["hvo-hugetlb-2M-hvo1"],
+                                              two.restore_vmstat_delta)
+    assert c["hvo-hugetlb-1G-hvo1"] == moved(c["hvo-hugetlb-1G-hvo0"], one.vmstat_delta)
+    # the other boot, HVO on at boot for the same pools: already in the first values read
+    assert c["hvo-hugetlb-boot-hvo-on"] == moved(
+        c[HVO_CHAIN[0]], plan_hugetlb("2M:64", kernel="6.12.117", when="boot").vmstat_delta,
+        plan_hugetlb("1G:1", kernel="6.12.117", when="boot").vmstat_delta)
+    # freed boot memmap joins MemTotal: the on boot has exactly those pages more
+    on, off = t["hvo-hugetlb-boot-hvo-on"].meminfo, t[HVO_CHAIN[0]].meminfo
+    assert (on["MemTotal"] - off["MemTotal"]) // 4 == 64 * 8 + 4096
+
+
+@needs_hvo
+def test_hvo_tree_table():
+    text = run("hvo-hugetlb-2M-hvo1").table()
+    assert "2M pages: 64 (64 free)" in text and "= 1 (on for pages allocated" in text
+    assert "no device-dax devices here" in text

@@ -234,7 +234,7 @@ class Inspection:
             else:
                 share = f", {100 * v * ps / (mem * 1024):.3f}% of MemTotal" if mem else ""
                 out.append(f"  {k:<22} {v:>10} pages = {format_size(v * ps)}{share}")
-        if self.counters.get("nr_memmap_pages"):
+        if self.counters.get("nr_memmap_pages") and self.dax:
             out.append("  (nr_memmap_pages also counts memmap that lives on the device, map=dev, "
                        "and before the 2026 fix the full memmap of deduplicated namespaces; "
                        "RAM per device below)")
@@ -435,6 +435,11 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
     ram = meminfo["MemTotal"] * 1024 if "MemTotal" in meminfo else None
     v = _version(release)
     hvo_exists = v is None or v >= (5, 14)
+    # RAM as whole sections, for the spread placement's bound (pools are part of MemTotal)
+    ram_sections = None
+    if ram is not None and arch is not None:
+        sec = 1 << get_arch(arch).section_size_bits
+        ram_sections = -(-ram // sec) * sec
     # -- HugeTLB
     for h in _read_hugepages(t):
         n = h["nr_hugepages"]
@@ -443,7 +448,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
             for name, hvo in (("HVO on", True), ("HVO off", False)):
                 try:
                     p = plan_hugetlb((h["size"], n), arch, kvar, hvo and hvo_exists,
-                                     ram=None, gbpages=pdpe1gb is not False)
+                                     ram=ram_sections, gbpages=pdpe1gb is not False)
                 except VmemlabError as e:
                     h["why_no_plan"] = str(e)
                     break
