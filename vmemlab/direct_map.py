@@ -116,6 +116,7 @@ class DirectMapCost:
         return sum(self.tables.values())
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields and the page total as plain data."""
         return {**asdict(self), "pages": self.pages}
 
 

@@ -125,9 +125,11 @@ class HugetlbPlan:
     restore_vmstat_delta: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields as plain data."""
         return asdict(self)
 
     def rows(self) -> list[tuple[str, str]]:
+        """(label, value) rows for a readable table."""
         ps, pl = self.page_size, self.placement
         other = "spread" if pl == "packed" else "packed"
 
@@ -162,6 +164,7 @@ class HugetlbPlan:
         return rows
 
     def table(self) -> str:
+        """The rows as aligned text."""
         w = max(len(k) for k, _ in self.rows())
         return "\n".join(f"{k:<{w}}  {v}" for k, v in self.rows())
 

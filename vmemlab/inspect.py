@@ -211,9 +211,11 @@ class Inspection:
     not_read: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields as plain data (the CLI's ``--json``)."""
         return asdict(self)
 
     def table(self) -> str:
+        """The report as text: counters, pools, devices, checks, what was not read."""
         ps = self.page_size or 4096
         out = [f"vmemlab inspect {self.root}: Linux {self.release or '(release not read)'}, "
                f"{self.arch or 'arch unknown'}"]

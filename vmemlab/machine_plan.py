@@ -76,13 +76,16 @@ class MachinePlan:
 
     @property
     def total_pages(self) -> dict[str, int]:
+        """Sum of the lines, by placement."""
         return {p: sum(ln.pages[p] for ln in self.lines) for p in PLACEMENTS}
 
     @property
     def ram_share(self) -> dict[str, float]:
+        """The total as a fraction of the machine's RAM, by placement."""
         return {p: v * self.page_size / self.ram for p, v in self.total_pages.items()}
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything, totals included, as plain data (the CLI's ``--json``)."""
         d = asdict(self)
         d["total_pages"] = self.total_pages
         d["total_bytes"] = {p: v * self.page_size for p, v in self.total_pages.items()}
@@ -90,6 +93,7 @@ class MachinePlan:
         return d
 
     def table(self) -> str:
+        """A readable bill: one line per item, the headline placement first."""
         ps, pl = self.page_size, self.placement
         other = "spread" if pl == "packed" else "packed"
         head = (f"machine: {format_size(self.ram)} RAM, {self.arch} / {self.kernel}, "
