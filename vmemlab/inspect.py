@@ -328,7 +328,9 @@ def _detect_arch(t: Tree, live: bool) -> tuple[str | None, str, int | None]:
     machine = raw.strip() if raw else None
     src = "/proc/sys/kernel/arch"
     if machine is None and live:
-        machine, src = os.uname().machine, "uname"
+        import platform
+
+        machine, src = platform.machine() or None, "uname"
     cpuinfo = t.read(PATHS["cpuinfo"])
     if machine is None and cpuinfo is not None:
         if re.search(r"^flags\s*:", cpuinfo, re.M):
@@ -338,7 +340,7 @@ def _detect_arch(t: Tree, live: bool) -> tuple[str | None, str, int | None]:
     if machine == "x86_64":
         return "x86_64", src, 4096
     if machine == "aarch64":
-        ps = os.sysconf("SC_PAGE_SIZE") if live else None
+        ps = os.sysconf("SC_PAGE_SIZE") if live and hasattr(os, "sysconf") else None
         if ps is None:
             sizes = set(t.listdir(PATHS["hugepages"]) or [])
             if "hugepages-524288kB" in sizes:
@@ -511,7 +513,7 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
         _plan_dax(ins, dev, arch, kvar, ram)
     # -- kernel vs planner
     _checks(ins, baseline, arch, kvar)
-    if live and os.geteuid() != 0:
+    if live and hasattr(os, "geteuid") and os.geteuid() != 0:
         ins.notes.append("not run as root: root-only files (resource, kallsyms addresses) are "
                          "named above where they were needed")
     ins.not_read = dict(t.not_read)
