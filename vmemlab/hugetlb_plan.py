@@ -123,6 +123,9 @@ class HugetlbPlan:
     #: what dissolving the pool moves: ``vmemmap_remap_alloc`` allocates the freed vmemmap
     #: pages again (``memmap_pages_add``); the split PTE tables and the head copy stay
     restore_vmstat_delta: dict[str, int] = field(default_factory=dict)
+    #: boot-memmap pages HVO gives back (``free_vmemmap_page`` -> ``free_bootmem_page`` for
+    #: PageReserved pages): /proc/meminfo MemTotal grows by them, on every kernel with HVO
+    boot_pages_freed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain data."""
@@ -271,7 +274,8 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
         without_hvo_pages=without, kept_pages=kept, freed_pages=freed, split_pte_tables=splits,
         ram_pages=ram_pages, saved_pages={p: without - v for p, v in ram_pages.items()},
         vmstat_delta=delta, placement=placement,
-        restore_vmstat_delta={"nr_memmap_pages": freed} if delta else {})
+        restore_vmstat_delta={"nr_memmap_pages": freed} if delta else {},
+        boot_pages_freed=freed + (n if hc else 0))
 
 
 def boot_memmap_pages(ram: int | str, arch: str | Arch = "x86_64") -> dict[str, int]:
