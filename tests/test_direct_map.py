@@ -8,6 +8,7 @@ NO_BLOCK_MAPPINGS every 2 MiB needs a PTE table, every 1 GiB a PMD table, every 
 table.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -101,3 +102,38 @@ def test_plan_reports_direct_map_line():
     assert p.direct_map["pages"] == 2 and p.direct_map["mapped"]["pud"] == 15 * GiB
     assert any(k == "direct-map page tables" for k, _ in p.rows())
     assert vmemlab.plan("16G", arch="ppc64-radix-64k", align="2M").direct_map is None
+
+
+ARM64 = ROOT / "validation" / "results" / "arm64-directmap-6.12.117+deb12-arm64.json"
+
+
+@pytest.mark.skipif(not ARM64.exists(), reason="no arm64 measurement")
+@pytest.mark.parametrize("boot,variant", [("default", "pages"), ("blocks", "blocks")])
+def test_arm64_hot_add_matches_the_measurement(boot, variant):
+    """Debian 6.12.117 arm64 under qemu (validation/arm64_directmap.py): a 4 GiB pmem range at
+    3 GiB hot-added by nd_pmem (memmap in RAM: 16384 pages) on a machine whose RAM is
+    [1 GiB, 3 GiB).  Measured free-page drop = memmap + direct-map tables, within the reads'
+    spread plus the slab/vmalloc change; the other variant is 2052 pages away."""
+    import statistics
+
+    r = json.loads(ARM64.read_text())
+    b = r["boots"][boot]
+
+    def free(x):
+        return x["nr_free_pages"] + x["pcp"]
+
+    un, re_ = b["reads"]["unbound"], b["reads"]["rebound"]
+    drop = statistics.median(map(free, un)) - statistics.median(map(free, re_))
+    noise = (max(map(free, un)) - min(map(free, un)) + max(map(free, re_)) - min(map(free, re_))
+             + abs(re_[0]["nr_slab_unreclaimable"] - un[0]["nr_slab_unreclaimable"])
+             + abs(re_[0]["VmallocUsed_kb"] - un[0]["VmallocUsed_kb"]) // 4)
+    memmap = re_[0]["nr_memmap_pages"] - un[0]["nr_memmap_pages"]
+    assert memmap == (4 * GiB // 4096) * 64 // 4096 == 16384
+    dm = DirectMap("arm64-4k", variant)
+    dm.add(1 * GiB, 3 * GiB)                      # boot RAM of the virt machine
+    cost = dm.add(3 * GiB, 7 * GiB)
+    assert cost.pages == {"pages": 2052, "blocks": 0}[variant]
+    assert abs(drop - (memmap + cost.pages)) <= noise, (drop, cost.pages, noise)
+    assert abs(drop - (memmap + 2052 - cost.pages)) > noise  # and not the other variant
+    assert r["config"]["CONFIG_RODATA_FULL_DEFAULT_ENABLED"] == "y"
+    assert r["config"]["CONFIG_KFENCE_SAMPLE_INTERVAL"] == "0"
