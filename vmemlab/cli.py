@@ -3,6 +3,8 @@
     python -m vmemlab plan --size 1T --align 2M --map mem [--arch x86_64] [--kernel 6.6]
                            [--start 0x1000000000] [--ram 512G] [--json]
     python -m vmemlab compare --size 1T [--arch ...]       # every align x map x kernel
+    python -m vmemlab plan --ram 512G --hugetlb 2M:1024 --namespace 1T:2M:mem [--hvo off]
+    python -m vmemlab inspect [--root DIR] [--baseline DIR] [--json]   # this machine
 
 Errors print one line (``vmemlab: error: ...``) and exit with status 2; never a traceback.
 """
@@ -42,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--map", default="mem", choices=["mem", "dev"],
                     help="struct pages in RAM (mem) or on the device (dev)")
     pl.add_argument("--kernel", default="6.6", choices=kernel_names())
+    _add_machine_plan_args(pl)
+    _add_inspect_parser(sub)
     cmp_ = sub.add_parser("compare", parents=[common],
                           help="RAM cost for every align, map and kernel variant")
     cmp_.add_argument("--kernel", action="append", choices=kernel_names(),
@@ -63,6 +67,8 @@ def _int_or_size(v: str | None, name: str = "start") -> int | str | None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    if args.hugetlb or args.namespace or args.size is None:
+        return _cmd_plan_machine(args)
     from .plan import plan
 
     p = plan(args.size, align=args.align, map=args.map, arch=args.arch, kernel=args.kernel,
@@ -118,11 +124,90 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_machine_plan_args(pl: argparse.ArgumentParser) -> None:
+    """``plan`` of a whole machine: HugeTLB pools and several namespaces (vmemlab.machine_plan).
+    --size becomes optional: without it, --hugetlb/--namespace describe the machine."""
+    for act in pl._actions:
+        if act.dest == "size":
+            act.required = False
+            act.help = "one namespace's size (or use --namespace/--hugetlb with --ram)"
+    pl.add_argument("--hugetlb", action="append", default=[], metavar="SIZE:COUNT",
+                    help="a HugeTLB pool, e.g. 2M:1024 or 1G:4 (repeatable)")
+    pl.add_argument("--namespace", action="append", default=[], metavar="SIZE:ALIGN:MAP",
+                    help="a device-dax namespace, e.g. 1T:2M:mem (repeatable)")
+    pl.add_argument("--hvo", choices=["on", "off"], default="on",
+                    help="HugeTLB Vmemmap Optimization (default on)")
+    pl.add_argument("--when", choices=["runtime", "boot"], default="runtime",
+                    help="HugeTLB pool allocated at boot (hugepages=) or at runtime")
+    pl.add_argument("--placement", choices=["packed", "spread"], default="packed",
+                    help="headline figure: pages packed into the fewest 128 MiB regions "
+                         "(best) or each in its own (worst); both are shown")
+    pl.add_argument("--direct-map", default=None, dest="direct_map",
+                    help="direct-map variant (x86_64: gbpages, 2m; arm64: pages, blocks); "
+                         "default: the packaged kernel's")
+
+
+def _cmd_plan_machine(args: argparse.Namespace) -> int:
+    from .errors import ParameterError
+    from .machine_plan import plan_machine
+
+    if args.ram is None:
+        raise ParameterError("--ram", None, "the machine's RAM (e.g. --ram 512G) when "
+                             "planning --hugetlb pools or --namespace specs")
+    if args.start is not None:
+        raise ParameterError("--start", args.start, "nothing with --namespace/--hugetlb "
+                             "(namespaces are placed above RAM, 1 GiB-aligned)")
+    specs = list(args.namespace)
+    if args.size is not None:
+        specs.insert(0, f"{args.size}:{args.align}:{args.map}")
+    mp = plan_machine(args.ram, specs, args.hugetlb, arch=args.arch, kernel=args.kernel,
+                      hvo=args.hvo == "on", when=args.when, placement=args.placement,
+                      direct_map=args.direct_map)
+    if args.json:
+        print(json.dumps(mp.to_dict(), sort_keys=True))
+    else:
+        print(mp.table())
+    return 0
+
+
+def _add_inspect_parser(sub: argparse._SubParsersAction) -> None:
+    ins = sub.add_parser("inspect", help="what struct pages cost on this (or a captured) "
+                                         "machine, read from /proc and /sys without root")
+    ins.add_argument("--root", default="/", help="a directory holding a copy of /proc and /sys "
+                                                 "files (default: the running system)")
+    ins.add_argument("--baseline", default=None,
+                     help="a tree captured before the namespaces/pools: compare counter deltas")
+    ins.add_argument("--kernel", default=None, choices=list(KERNELS),
+                     help="kernel variant (default: from osrelease and kallsyms)")
+    ins.add_argument("--direct-map", default=None, dest="direct_map",
+                     help="direct-map variant (default: from pdpe1gb / the arch)")
+    ins.add_argument("--arch", default=None, choices=list(ARCHES),
+                     help="arch, for a tree without /proc/sys/kernel/arch or /proc/cpuinfo")
+    ins.add_argument("--release", default=None,
+                     help="kernel release, for a tree without /proc/sys/kernel/osrelease")
+    ins.add_argument("--strict", action="store_true",
+                     help="fail (exit 2) on a file that exists but cannot be read")
+    ins.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import inspect
+
+    r = inspect(args.root, baseline=args.baseline, strict=args.strict, kernel=args.kernel,
+                direct_map=args.direct_map, arch=args.arch, release=args.release)
+    if args.json:
+        print(json.dumps(r.to_dict(), sort_keys=True))
+    else:
+        print(r.table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return {"plan": _cmd_plan, "compare": _cmd_compare}[args.command](args)
+        return {"plan": _cmd_plan, "compare": _cmd_compare,
+                "inspect": _cmd_inspect}[args.command](args)
     except VmemlabError as e:
         print(f"vmemlab: error: {e}", file=sys.stderr)
         return 2

@@ -56,6 +56,9 @@ class Plan:
     pagetables: dict[str, int] = field(default_factory=dict)
     namespace: dict[str, int] = field(default_factory=dict)
     ram_share: float | None = None
+    #: direct-map page tables ``arch_add_memory`` allocates for the range
+    #: (:mod:`vmemlab.direct_map`; not in ``ram_bytes``); None where not modelled
+    direct_map: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +86,10 @@ class Plan:
             ("nr_memmap_pages (vmstat)", "-" if self.nr_memmap_pages is None
              else f"{self.nr_memmap_pages}"),
         ]
+        if self.direct_map is not None:
+            dm = self.direct_map
+            rows.append(("direct-map page tables", f"{dm['pages']} "
+                         f"({format_size(dm['pages'] * ps)}; {dm['variant']}; not in RAM total)"))
         if self.ram_share is not None:
             rows.append(("share of RAM", f"{100 * self.ram_share:.4f}%"))
         return rows
@@ -129,7 +136,8 @@ def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
 
 def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str | None = None,
          kernel: str | None = None, start: int | str | None = None, ram: int | str | None = None,
-         strict: bool = True, machine: Machine | None = None) -> Plan:
+         strict: bool = True, machine: Machine | None = None,
+         direct_map: str | None = None) -> Plan:
     """Populate a device-dax namespace of ``size`` bytes in the model and report its cost.
 
     :param size: raw namespace size (bytes or ``"16G"``); struct pages cover all of it
@@ -143,6 +151,8 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str |
     :param strict: refuse alignments device-dax does not offer on ``arch`` (False to explore)
     :param machine: populate into this machine instead of a new one (it keeps the namespace);
         its arch, kernel and RAM are the plan's (asking for others is a ParameterError)
+    :param direct_map: a :data:`vmemlab.direct_map.VARIANTS` name for the direct-map line
+        (default: the packaged kernel's behaviour on ``arch``)
     """
     if machine is not None:
         # plan into the machine as it is: its arch and kernel, unless the caller asked for
@@ -228,9 +238,20 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str |
                        "altmap_free": altmap.free} if altmap else {})},
         ram_share=None if ram_b is None else ram_pages * ps / ram_b,
     )
+    result.direct_map = _direct_map_line(a, pgmap, ram_b, direct_map)
     result._machine = m  # type: ignore[attr-defined]
     result._pgmap = pgmap  # type: ignore[attr-defined]
     return result
+
+
+def _direct_map_line(a: Any, pgmap: DevPagemap, ram: int | None,
+                     variant: str | None) -> dict[str, Any] | None:
+    from .direct_map import VARIANTS, DirectMap
+
+    if a.name not in VARIANTS and variant is None:
+        return None
+    dm = DirectMap(a, variant, ram)
+    return dm.add(*pgmap.ranges[0]).to_dict()
 
 
 def teardown(p: Plan) -> None:

@@ -18,6 +18,44 @@
 # write your answer in the cell, run it, and `check` tells you if you are right.
 
 # %% [markdown]
+# ## What does your own machine spend?
+#
+# Before the model, the machine running this notebook. `vmemlab inspect` reads what Linux
+# shows without root: the memmap counters in `/proc/vmstat` (kernels 6.11 and later), the
+# HugeTLB pools, the HVO switch, and any device-dax devices. The model's planner then prices
+# what the kernel does not count, and what the alternatives would cost. On Binder this is the
+# container's host kernel. A laptop or a cloud VM usually has no device-dax at all, and then
+# the report says so: the struct pages of RAM are then the whole story. Anything it cannot
+# read is listed at the end, not guessed. From a shell: `python -m vmemlab inspect`.
+#
+# This cell's output depends on the machine that runs it, so the notebook tests do not
+# compare it (`NBVAL_IGNORE_OUTPUT`).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from vmemlab.inspect import inspect
+
+print(inspect("/").table())
+
+# %% [markdown]
+# The next cell shows a machine that does have device-dax: a Debian 6.12.117 guest under QEMU
+# with an emulated NVDIMM, captured by the measuring harness of chapter 11 just after it
+# created a 2 GiB namespace with 2 MiB alignment and struct pages in RAM (three namespaces
+# with `--map=dev` were already there). The files are committed under `validation/captured/`,
+# with the step before as the baseline. Where the kernel reports a figure itself (dax sizes,
+# the `nr_memmap_pages` and `DirectMap*` deltas), inspect puts the model's prediction beside
+# it. The capture holds no release, arch or kallsyms file, so the cell names them.
+
+# %%
+from pathlib import Path
+
+trees = Path("../validation/captured/6.12.117+deb12-amd64")
+guest = inspect(trees / "devdax-2M-mem", baseline=trees / "devdax-4K-dev",
+                label="a Debian 6.12.117 guest", arch="x86_64",
+                release="6.12.117+deb12-amd64", kernel="6.12.117")
+print(guest.table())
+
+# %% [markdown]
 # ## A first look
 #
 # The planner populates a namespace in the model, section by section, exactly as the kernel
