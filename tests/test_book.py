@@ -1,9 +1,9 @@
 """The static book, opened in headless Chromium with the network off.
 
 Builds the book (``book/build.py``: Sphinx + myst-nb over the stored notebook outputs, the
-widget manager from npm) into a temporary directory, opens its pages in
-Debian's Chromium through Playwright (served from 127.0.0.1), aborts every request that is not ``file:`` or loopback
-and fails if any was made, and checks that every chapter page renders its text and figures,
+widget manager from npm) into a temporary directory, serves it on 127.0.0.1, opens its pages
+in Debian's Chromium through Playwright, aborts every request that is not ``file:`` or
+loopback and fails if any was made, and checks that every chapter page renders its text and figures,
 that the explorers' saved widget state is drawn by the local widget manager (not blank), that
 prev/next links and search work.  Expected values come from the notebooks themselves (how many
 figures and widget views each one stores).  Skips, saying why, only when Chromium, Playwright,
