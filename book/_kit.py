@@ -247,7 +247,7 @@ def cheatsheet() -> str:
         f"| `PAGE_SIZE` | {format_size(ps)} |",
         f"| `sizeof(struct page)` | {sp} B |",
         f"| struct pages per vmemmap page | {x.STRUCT_PAGES_PER_PAGE} |",
-        f"| share of memory spent on struct pages | {100 * sp / ps:.4g}% "
+        f"| share of memory spent on struct pages | {100 * sp / ps:.3g}% "
         f"({format_size((1 << 40) * sp // ps)} per TiB) |",
         f"| section (`SECTION_SIZE_BITS` {x.section_size_bits}) | "
         f"{format_size(1 << x.section_size_bits)}, {x.PAGES_PER_SECTION} pages, memmap "
