@@ -128,6 +128,8 @@ ex_tail_refcount.check(answer)
 #
 # **In the kernel:** `mm/sparse-vmemmap.c` (`reuse_compound_section`,
 # `compound_section_tail_page`, `vmemmap_populate_compound_pages`);
-# `Documentation/mm/vmemmap_dedup.rst` (the PUD diagram of the v3 posting).
+# `Documentation/mm/vmemmap_dedup.rst` (its "Device DAX" section: the same tail deduplication
+# as HugeTLB except with an altmap, drawn for a PMD-sized page only; mainline's document has no
+# PUD-level diagram, since the v3 series' PMD-level reuse was never merged).
 #
 # **Next:** [06 — Bootstrap](06-bootstrap.ipynb)
