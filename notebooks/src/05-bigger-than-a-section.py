@@ -119,6 +119,17 @@ answer = None  # your answer
 ex_tail_refcount.check(answer)
 
 # %% [markdown]
+# A question about *why*: answer with the number of the option.
+
+# %%
+ex_why = exercises.generate("why-1g-section", seed=5)
+ex_why
+
+# %%
+answer = None  # the number of your choice
+ex_why.check(answer)
+
+# %% [markdown]
 # ## Summary
 #
 # * A compound page bigger than a section is populated section by section;
