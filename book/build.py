@@ -5,7 +5,8 @@
 
 Steps: (1) gather ``book/`` and the committed chapter notebooks into a staging directory;
 (2) generate the kit pages computed by the model (cheat sheet, kernel timeline, answer key,
-instructor's guide with its timed paths: ``book/_kit.py``); (3) install the widget manager
+instructor's guide with its timed paths: ``book/_kit.py``; cached in ``build/book-kit/`` until
+the model, a chapter or the generator changes); (3) install the widget manager
 ``@jupyter-widgets/html-manager`` from the npm registry (cached in ``build/book-npm/``) and copy
 its bundle into the book's ``_static/``; (4) run Sphinx with myst-nb, which never executes a
 notebook (the outputs are those ``notebooks/_build.py`` stored).  Needs ``npm`` and the
@@ -14,6 +15,7 @@ notebook (the outputs are those ``notebooks/_build.py`` stored).  Needs ``npm`` 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -57,12 +59,38 @@ def stage(src: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__", "build.py"))
     for nb in chapters():
         shutil.copy2(nb, src / nb.name)
-    sys.path.insert(0, str(BOOK))
-    sys.path.insert(0, str(ROOT))
-    import _kit
-
-    _kit.write_all(src / "kit", chapters())
+    kit_pages(src / "kit")
     widget_manager(src / "_static" / "html-manager")
+
+
+def _kit_key() -> str:
+    """A hash of everything the generated kit pages depend on: the model's source, the
+    chapters and the generator."""
+    h = hashlib.sha256()
+    for f in sorted([*(ROOT / "vmemlab").rglob("*.py"), *chapters(), BOOK / "_kit.py"]):
+        h.update(f.relative_to(ROOT).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kit_pages(dest: Path) -> None:
+    """Write the generated kit pages into ``dest`` (``book/_kit.py``), reusing the pages of an
+    earlier build from ``build/book-kit/`` when nothing they depend on has changed."""
+    cache = ROOT / "build" / "book-kit" / _kit_key()
+    if not (cache / "answers.md").exists():
+        sys.path.insert(0, str(BOOK))
+        sys.path.insert(0, str(ROOT))
+        import _kit
+
+        fresh = ROOT / "build" / "book-kit.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        _kit.write_all(fresh, chapters())
+        shutil.rmtree(cache.parent, ignore_errors=True)  # keep only the newest
+        cache.parent.mkdir(parents=True)
+        fresh.rename(cache)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in cache.iterdir():
+        shutil.copy2(f, dest / f.name)
 
 
 def build(out: Path) -> Path:

@@ -707,12 +707,12 @@ def _why_map_dev(r: random.Random, seed: int) -> Exercise:
 def _why_1g_section(r: random.Random, seed: int) -> Exercise:
     from .plan import plan
 
-    tib = r.choice([1, 2, 4])
-    main = plan(f"{tib}T", align="1G")
-    v3 = plan(f"{tib}T", align="1G", kernel="v3")
+    gib = r.choice([64, 128, 256])
+    main = plan(f"{gib}G", align="1G")
+    v3 = plan(f"{gib}G", align="1G", kernel="v3")
     return _choice(
         r, "why-1g-section", seed,
-        f"{tib} TiB of device-dax with 1 GiB pages (x86_64): kernel 6.6 spends "
+        f"{gib} GiB of device-dax with 1 GiB pages (x86_64): kernel 6.6 spends "
         f"{format_size(main.ram_bytes)} of RAM on the memmap, the v3 series would have spent "
         f"{format_size(v3.ram_bytes)}. Why does mainline spend more?",
         "mainline populates the memmap one section (128 MiB) at a time, so every section gets "
@@ -725,7 +725,7 @@ def _why_1g_section(r: random.Random, seed: int) -> Exercise:
         f"page tables: 6.6 {main.pagetables}, v3 {v3.pagetables}; struct-page pages "
         f"{main.ram_data_pages} vs {v3.ram_data_pages}.",
         hint="compare the page-table counts of the two plans",
-        params={"tib": tib})
+        params={"gib": gib})
 
 
 @exercise("why-longterm-slow")
