@@ -117,7 +117,7 @@ from vmemlab.viz.vmemmap_overview import read_sections, vmemmap_overview
 vmemmap_overview(m)
 
 # %%
-for it in read_sections(m):
+for it in read_sections(m, max_sections=len(m.sparse.sections)):  # every section
     if "gap" in it:
         print(f"{it['gap']} absent sections: nothing in the vmemmap")
         continue

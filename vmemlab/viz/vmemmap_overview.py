@@ -32,7 +32,7 @@ Y_PHYS, Y_VIRT, Y_BACK, H = 3.2, 1.75, 0.0, 0.8
 W_SEC, W_GAP = 1.0, 0.7
 
 
-def read_sections(m: Machine, max_sections: int = 10) -> list[dict]:
+def read_sections(m: Machine, max_sections: int = 6) -> list[dict]:
     """What the figure draws for each present section (and ``{"gap": n}`` between runs).
 
     Each section: ``nr``, ``device`` (``zone_device``), ``subsections`` present of
@@ -82,7 +82,7 @@ def read_sections(m: Machine, max_sections: int = 10) -> list[dict]:
     return out
 
 
-def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 10) -> Figure:
+def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 6) -> Figure:
     """Draw physical memory by section, the vmemmap slices of their struct pages, and the
     pages backing those slices (PMD blocks or PTE tables and 4 KiB pages), from machine ``m``."""
     a = m.arch
@@ -92,7 +92,7 @@ def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 1
         xs.append(x)
         x += (W_GAP if "gap" in it else W_SEC) + 0.12
     width = x
-    fig = new_figure(min(2.0 + 1.02 * width, 13.5), 4.2)
+    fig = new_figure(min(2.4 + 0.9 * width, 10.0), 4.2)
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.set_xlim(-1.9, width + 0.1)
@@ -107,10 +107,13 @@ def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 1
         if "gap" in it:
             for y in (Y_PHYS, Y_VIRT):
                 ax.add_patch(Rectangle((x0, y), W_GAP, H, fc="white", ec=C_MUTED, ls=":"))
-            extra = f"\n({it['left_out']} present\nleft out)" if it["left_out"] else ""
-            ax.text(x0 + W_GAP / 2, Y_PHYS + H / 2, f"{it['gap']} absent\nsections{extra}",
-                    ha="center", va="center", fontsize=FONT - 2, color=C_MUTED)
-            ax.text(x0 + W_GAP / 2, Y_VIRT + H / 2, "not\nmapped", ha="center", va="center",
+            absent, skipped = it["gap"] - it["left_out"], it["left_out"]
+            phys = "\n".join(([f"{absent} absent\nsections"] if absent else [])
+                             + ([f"{skipped} present,\nnot drawn"] if skipped else []))
+            virt = "not\nmapped" if not skipped else "not drawn" if not absent else "..."
+            ax.text(x0 + W_GAP / 2, Y_PHYS + H / 2, phys, ha="center", va="center",
+                    fontsize=FONT - 2, color=C_MUTED)
+            ax.text(x0 + W_GAP / 2, Y_VIRT + H / 2, virt, ha="center", va="center",
                     fontsize=FONT - 2, color=C_MUTED)
             continue
         fill = C_DEV_MEM if it["device"] else C_RAM_MEM
