@@ -177,8 +177,8 @@ def guide(chapters: list[Path]) -> str:
         "",
         "Go through every section of chapters "
         f"{HALF_DAY[0]}-{HALF_DAY[-1]} and do the **first exercise of each chapter** in the "
-        "room; the other exercises are optional (homework). Move every explorer: each poses a "
-        f"question. A {HALF_DAY_BREAK}-minute break after chapter 03.",
+        "room; the other exercises are optional (homework). Move every explorer to answer the "
+        f"question its chapter asks. A {HALF_DAY_BREAK}-minute break after chapter 03.",
         "",
         "| chapter | words | figures | explorers | exercises (done / in chapter) | minutes |",
         "|---|---:|---:|---:|---:|---:|",
