@@ -289,7 +289,11 @@ def _ram_share(r: random.Random, seed: int) -> Exercise:
         mib,
         f"{p.ram_data_pages} struct-page pages + {p.ram_pagetable_pages} page-table pages = "
         f"{p.ram_bytes} bytes = {mib} MiB, {100 * p.ram_share:.2f}% of RAM.",
-        hint="per TiB: 16 GiB at 4K, 4 GiB at 2M, plus one 4 KiB PTE table per 128 MiB",
+        # per TiB: at 4K the memmap is not deduplicated and is mapped with 2 MiB PMD blocks
+        # (no PTE tables); at 2M it is deduplicated, so mapped with base pages through PTE
+        # tables.  The PMD/PUD tables above add well under 1 MiB, lost in the rounding down.
+        hint="per TiB: 16 GiB at 4K (mapped with 2 MiB PMD blocks: no PTE tables); 4 GiB at 2M "
+             "plus one 4 KiB PTE table per 128 MiB (a deduplicated memmap needs base pages)",
         params={"ram": ram, "pmem": pmem, "align": align})
 
 
@@ -586,13 +590,15 @@ def _mf_unmap_len(r: random.Random, seed: int) -> Exercise:
     t = r.randrange(1, 512)
     p = plan("1G", align="2M", map="dev", kernel=kernel)
     vma = dax_mmap_plan(p)
+    dev_mib = (vma.vm_end - vma.vm_start) >> 20
     pfn = int(vma.va_to_pfn(vma.vm_start + c * p.align + t * p.page_size))
     res = memory_failure(p._machine, pfn, mappings=[("app", vma)])
     mib = res.unmap_start >> 20
     return Exercise(
         "mf-unmap-len", seed,
-        f"Kernel {kernel}, x86_64: a process maps a whole 1 GiB device-dax instance (align 2M, "
-        f"--map=dev) from file offset 0, every page faulted in. memory_failure() hits tail {t} "
+        f"Kernel {kernel}, x86_64: a process maps a whole device-dax instance (a 1 GiB "
+        f"namespace, align 2M, --map=dev: {dev_mib} MiB of data after the memmap on the "
+        f"device) from file offset 0, every page faulted in. memory_failure() hits tail {t} "
         f"of the compound page at file offset {2 * c} MiB. At which file offset (in MiB) does "
         f"the range unmap_mapping_range() tears down start?",
         mib,
@@ -601,7 +607,7 @@ def _mf_unmap_len(r: random.Random, seed: int) -> Exercise:
         f"is size, {res.unmap_len >> 20} MiB (the start + size length was fixed in 5.13 by "
         f"4d75136be8bf).",
         hint="start = (head->index << PAGE_SHIFT) & ~(size - 1); whose index?",
-        params={"kernel": kernel, "c": c, "t": t})
+        params={"kernel": kernel, "c": c, "t": t, "device_mib": dev_mib})
 
 
 @exercise("mf-enxio-pfns")
@@ -641,3 +647,148 @@ def _mf_enxio_pfns(r: random.Random, seed: int) -> Exercise:
         f"({format_size(lo << m.arch.page_shift)}).",
         hint="the data starts at the first 2 MiB boundary after 8 KiB + 64 bytes per 4 KiB page",
         params={"gib": gib})
+
+
+# -- questions that ask why (multiple choice: the answer is the number of the right option) ----
+def _choice(r: random.Random, kind: str, seed: int, question: str, right: str,
+            wrong: list[str], explanation: str, hint: str = "", params: dict | None = None
+            ) -> Exercise:
+    """A multiple-choice :class:`Exercise`: the options are shuffled by the seed and numbered
+    from 1; the answer :meth:`Exercise.check` expects is the right option's number."""
+    options = [right, *wrong]
+    r.shuffle(options)
+    answer = options.index(right) + 1
+    text = question + "\n" + "\n".join(f"  {i}. {o}" for i, o in enumerate(options, 1))
+    text += "\nAnswer with the number of the option."
+    return Exercise(kind, seed, text, answer, f"option {answer}: {explanation}", hint=hint,
+                    params={"options": options, **(params or {})})
+
+
+@exercise("why-tail-share")
+def _why_tail_share(r: random.Random, seed: int) -> Exercise:
+    import numpy as np
+
+    from .plan import plan
+
+    order = r.choice([9, 10, 12])
+    p = plan(max(2 << (order + 12), 256 << 20), align=1 << (order + 12), strict=False)
+    m, pg = p._machine, p._pgmap
+    first = (pg.ranges[0][0] >> 12) * 64 >> 12
+    per = (1 << order) * 64 // 4096
+    frames, _ = m.pgtables.resolve(np.arange(first, first + per, dtype=np.int64))
+    distinct = len(set(frames.tolist()))
+    return _choice(
+        r, "why-tail-share", seed,
+        f"x86_64, kernel 6.6: a device-dax compound page of order {order} has {per} vmemmap "
+        f"pages, and the model backs them with {distinct} physical pages. Why may the vmemmap "
+        f"pages that hold only tail struct pages all map one physical page, while the head's "
+        f"vmemmap page keeps its own?",
+        "every tail's struct page holds the same words (compound_head = the head's address "
+        "with bit 0 set, the same flags and pgmap), so one copy serves them all; the head "
+        "page and page[1] carry per-compound state (refcount, order, pin count) that must be "
+        "stored once, for real",
+        ["tail struct pages are never read once the compound page is set up",
+         "the shared page is mapped read-only, so writes to tails are caught and redirected",
+         "the CPU's cache deduplicates identical cache lines, so the kernel can share pages"],
+        f"the first vmemmap page holds the head and the first tails (page[1], page[2] carry "
+        f"compound fields); vmemmap pages 2-{per - 1} hold tails only and map the page of "
+        f"vmemmap page 1: {per} vmemmap pages, {distinct} physical pages.",
+        hint="what does a tail's struct page contain, and how does it differ between tails?",
+        params={"order": order})
+
+
+@exercise("why-map-dev")
+def _why_map_dev(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([16, 64, 256])
+    mem = plan(f"{gib}G", align="2M", map="mem")
+    dev = plan(f"{gib}G", align="2M", map="dev")
+    return _choice(
+        r, "why-map-dev", seed,
+        f"A {gib} GiB device-dax namespace, align 2M, kernel 6.6: with --map=mem its memmap "
+        f"keeps {mem.vmemmap_pages_per_compound - mem.saved_vmemmap_pages_per_compound} of "
+        f"{mem.vmemmap_pages_per_compound} vmemmap pages per compound page; with --map=dev it "
+        f"keeps {dev.vmemmap_pages_per_compound - dev.saved_vmemmap_pages_per_compound}. Why?",
+        "with --map=dev the memmap is allocated from the device's altmap, and "
+        "vmemmap_can_optimize() is false when there is an altmap, so every vmemmap page is "
+        "populated with its own page on the device",
+        ["device memory cannot be mapped by PTEs, only by PMD blocks",
+         "a 2 MiB compound page is too small to share vmemmap pages",
+         "the device's struct pages are initialised lazily, so there is nothing to share yet"],
+        f"the model: --map=mem puts {mem.ram_data_pages} struct-page pages in RAM; --map=dev "
+        f"puts {dev.device_data_pages} on the device and {dev.ram_data_pages} in RAM.",
+        hint="look at the condition in vmemmap_can_optimize() (mm_types.h / sparse-vmemmap.c)",
+        params={"gib": gib})
+
+
+@exercise("why-1g-section")
+def _why_1g_section(r: random.Random, seed: int) -> Exercise:
+    from .plan import plan
+
+    gib = r.choice([64, 128, 256])
+    main = plan(f"{gib}G", align="1G")
+    v3 = plan(f"{gib}G", align="1G", kernel="v3")
+    return _choice(
+        r, "why-1g-section", seed,
+        f"{gib} GiB of device-dax with 1 GiB pages (x86_64): kernel 6.6 spends "
+        f"{format_size(main.ram_bytes)} of RAM on the memmap, the v3 series would have spent "
+        f"{format_size(v3.ram_bytes)}. Why does mainline spend more?",
+        "mainline populates the memmap one section (128 MiB) at a time, so every section gets "
+        "its own PTE table even though their entries all point at the same tail page; v3's "
+        "patch 14 (never merged) reused one tail-only PTE table for the later PMDs of a "
+        "PUD-sized compound page",
+        ["mainline keeps two tail pages per section instead of one",
+         "mainline maps 1 GiB compound pages with PMD blocks",
+         "v3 put the struct pages of 1 GiB pages on the device"],
+        f"page tables: 6.6 {main.pagetables}, v3 {v3.pagetables}; struct-page pages "
+        f"{main.ram_data_pages} vs {v3.ram_data_pages}.",
+        hint="compare the page-table counts of the two plans",
+        params={"gib": gib})
+
+
+@exercise("why-longterm-slow")
+def _why_longterm_slow(r: random.Random, seed: int) -> Exercise:
+    caller = r.choice(["an RDMA driver registering a memory region (ib_umem_get)",
+                       "VFIO mapping guest memory for device DMA (vfio_pin_pages)"])
+    return _choice(
+        r, "why-longterm-slow", seed,
+        f"Kernel 5.17-6.14: {caller} pins a device-dax mapping with pin_user_pages_fast() and "
+        f"FOLL_LONGTERM. Which path pins the pages, and why?",
+        "the slow path (__gup_longterm_locked): GUP-fast refuses FOLL_LONGTERM on devmap "
+        "entries and leaves them to the slow path, which has the VMA and decides whether a "
+        "long-term pin of that ZONE_DEVICE memory is allowed (fs-dax refuses it)",
+        ["GUP-fast, because device-dax pages are never migrated",
+         "GUP-fast, but it takes one reference per compound page instead of per subpage",
+         "neither: device-dax memory cannot be pinned at all"],
+        "gup_fast_pte_range / gup_fast_devmap_leaf bail out on pte_devmap() with FOLL_LONGTERM "
+        "and the caller falls back to the slow path; the per-subpage atomics chapter 07 counts "
+        "are those of a short-term GUP-fast pin (FOLL_PIN without FOLL_LONGTERM, e.g. O_DIRECT "
+        "I/O into a device-dax mapping).",
+        hint="read the FOLL_LONGTERM check in mm/gup.c's fast path",
+        params={"caller": caller})
+
+
+@exercise("why-hvo-head")
+def _why_hvo_head(r: random.Random, seed: int) -> Exercise:
+    from .hugetlb_vmemmap import contrast_with_device_dax
+
+    order = r.choice([9, 18])
+    c = contrast_with_device_dax(order)
+    hvo, dax = c["hvo"]["reused_vmemmap_page"], c["device_dax"]["reused_vmemmap_page"]
+    return _choice(
+        r, "why-hvo-head", seed,
+        f"x86_64, kernel 6.6, compound pages of order {order}: the model's device-dax memmap "
+        f"maps its shared vmemmap pages to vmemmap page {dax}, HVO to vmemmap page {hvo}. Why "
+        f"does HVO (5.18+) reuse that page?",
+        "HVO keeps only one vmemmap page per HugeTLB page and it must be the head's (page[0]-"
+        "page[63] hold the head and the compound fields); the other pages then show the head's "
+        "struct pages, which is why 5.18 needs fake-head detection",
+        ["the head's vmemmap page is the only one that is read-only",
+         "HVO cannot remap the first tail page because it is on another PMD",
+         "device-dax and HVO reuse the same page; the numbers only differ in how they count"],
+        f"device-dax keeps vmemmap pages 0 and 1 (head, then a tail page every other tail page "
+        f"maps); HVO keeps page 0 only (5.18+) and maps all {c['hvo']['vmemmap_pages'] - 1} "
+        f"others to it.",
+        hint="how many vmemmap pages does HVO keep per HugeTLB page in 5.18+?",
+        params={"order": order})

@@ -29,8 +29,11 @@ RAM, DEVICE = 0, 1
 KIND_NAMES = {FREE: "free", VMEMMAP: "vmemmap", PAGETABLE: "pagetable"}
 HOME_NAMES = {RAM: "RAM", DEVICE: "device"}
 
-#: RAM frames get label pfns counting up from here (4 GiB): the model checks RAM by capacity, so
-#: these only name pages in diagrams; with boot RAM the boot memmap's frames come first
+#: RAM frames of a machine without a RAM size get label pfns counting up from here (4 GiB): the
+#: model checks RAM by capacity, so these name pages (in diagrams, and as the keys of the struct
+#: page store, so a live frame's label is never another live frame's); with boot RAM the boot
+#: memmap's frames come first.  A machine with a RAM size labels top-down from its last pfn
+#: (memblock allocates top-down), so every label is a pfn that machine has.
 RAM_LABEL_BASE = 1 << 20
 
 
@@ -46,6 +49,8 @@ class RamAllocator:
         self.used = 0
         self.peak = 0
         self._next_pfn = RAM_LABEL_BASE
+        #: next label, counting down from the end of RAM (only with a capacity)
+        self._top = capacity
 
     @property
     def free(self) -> int | None:
@@ -61,6 +66,15 @@ class RamAllocator:
         self.used += nr_pages
         self.peak = max(self.peak, self.used)
         align = 1 << order
+        if self._top is not None:
+            pfn = (self._top - nr_pages) // align * align
+            if pfn >= 0:
+                self._top = pfn
+                return pfn
+            # more pages handed out over time than the machine has: labels are never reused
+            # (they key the struct page store), so continue above the end of RAM
+            self._top = None
+            self._next_pfn = max(self._next_pfn, self.capacity)
         pfn = -(-self._next_pfn // align) * align
         self._next_pfn = pfn + nr_pages
         return pfn

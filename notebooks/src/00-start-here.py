@@ -104,12 +104,14 @@ for align in ("4K", "2M", "1G"):
 # The chapters build on each other; 09 stands on its own for engineers who only want to plan.
 #
 # **Kernel variants.** The series was split when it was merged. The model follows each variant
-# by name: `v3` (the series as posted in July 2021), `5.17` (compound devmap pages, no
-# deduplication yet), `5.19` (deduplication merged) and `6.6` (the current rule, the default).
+# by name (`kernel="..."` everywhere, `--kernel` on the command line); the cell below lists every
+# one it knows, with what it stands for, the default marked:
 
 # %%
 for name, k in vmemlab.KERNELS.items():
-    print(f"{name:>5}  {k.summary}")
+    mark = "  (default)" if name == vmemlab.kernels.DEFAULT_KERNEL else ""
+    print(f"{name:>8}  {k.year:<7}  {k.summary}{mark}")
+print(f"{len(vmemlab.KERNELS)} variants")
 
 # %% [markdown]
 # ## Exercises and solutions

@@ -46,6 +46,20 @@ print(f"vmemmap page {offset >> x86.page_shift}, slot {pfn % x86.STRUCT_PAGES_PE
       f"{x86.STRUCT_PAGES_PER_PAGE}")
 
 # %% [markdown]
+# **Page tables, the words this workbook uses.** The kernel finds the page behind a virtual
+# address, the vmemmap's included, by walking a tree of page tables. On x86_64 (4 levels) the
+# levels are, top to bottom: **PGD** (page global directory), **PUD** (page upper directory),
+# **PMD** (page middle directory) and **PTE** (page table entry). Each table is one page of
+# entries; an entry points at the next level's table, or, at the PUD or PMD level, can map a
+# whole block directly (a *huge* or *leaf* mapping). A **PTE table** is one page of PTEs, the
+# last level: each PTE maps one base page. How much one entry maps at each level:
+
+# %%
+for level in reversed(x86.levels):
+    print(f"{level.name.upper():>3}: {level.ptrs} entries per table, one entry maps "
+          f"{format_size(1 << level.shift)}")
+
+# %% [markdown]
 # ## Sections and subsections
 #
 # Memory appears and disappears in **sections** (`1 << SECTION_SIZE_BITS` bytes, 128 MiB on
@@ -90,6 +104,33 @@ print("boot sections           ", sum(s.early for s in m.sparse.sections.values(
 print("PMD-mapped memmap blocks", len(m.pgtables.pmd_leaf))
 print("4 KiB memmap pages      ", m.pgtables.mapped_ptes())
 print("page-table pages        ", u["ram_pagetable_pages"])
+
+# %% [markdown]
+# Here is that machine's vmemmap, drawn from the model: the present sections of physical memory
+# (top), the slice of the virtual `vmemmap` array holding each section's struct pages (middle,
+# as an offset from `VMEMMAP_START`), and the pages that back each slice through the kernel page
+# tables (bottom).
+
+# %%
+from vmemlab.viz.vmemmap_overview import read_sections, vmemmap_overview
+
+vmemmap_overview(m)
+
+# %%
+for it in read_sections(m, max_sections=len(m.sparse.sections)):  # every section
+    if "gap" in it:
+        print(f"{it['gap']} absent sections: nothing in the vmemmap")
+        continue
+    backing = ", ".join(f"{b['kind']} ({b['pages']} pages)" for b in it["backing"])
+    print(f"section {it['nr']:>2}: {it['subsections']}/{it['of']} subsections, "
+          f"vmemmap +{it['vmemmap'][0]:#x}..{it['vmemmap'][1]:#x}: {backing}")
+
+# %% [markdown]
+# **What to notice:** the vmemmap has a slot for every possible pfn, but only present sections
+# have pages behind their slice. Each full RAM section's slice is one PMD entry mapping one
+# block; the device's partial section has only as much memmap as its subsections need, mapped
+# one base page at a time through a PTE table. Everything later in the workbook changes this
+# bottom row: compound pages let several vmemmap pages share one backing page.
 
 # %% [markdown]
 # ## Exercises

@@ -270,6 +270,17 @@ answer = None  # your answer
 ex2.check(answer)
 
 # %% [markdown]
+# A question about *why*: answer with the number of the option.
+
+# %%
+ex_why = exercises.generate("why-tail-share", seed=2)
+ex_why
+
+# %%
+answer = None  # the number of your choice
+ex_why.check(answer)
+
+# %% [markdown]
 # ## Summary
 #
 # * A compound page is a head and `(1 << order) - 1` tails; each tail's `compound_head` word is

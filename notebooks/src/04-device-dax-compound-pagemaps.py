@@ -161,6 +161,17 @@ answer = None  # your answer
 ex3.check(answer)
 
 # %% [markdown]
+# A question about *why*: answer with the number of the option.
+
+# %%
+ex_why = exercises.generate("why-map-dev", seed=4)
+ex_why
+
+# %%
+answer = None  # the number of your choice
+ex_why.check(answer)
+
+# %% [markdown]
 # ## Summary
 #
 # * Device-dax sets `vmemmap_shift` from the align; each compound page's vmemmap keeps a head

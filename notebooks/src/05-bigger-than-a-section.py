@@ -119,6 +119,17 @@ answer = None  # your answer
 ex_tail_refcount.check(answer)
 
 # %% [markdown]
+# A question about *why*: answer with the number of the option.
+
+# %%
+ex_why = exercises.generate("why-1g-section", seed=5)
+ex_why
+
+# %%
+answer = None  # the number of your choice
+ex_why.check(answer)
+
+# %% [markdown]
 # ## Summary
 #
 # * A compound page bigger than a section is populated section by section;
@@ -128,6 +139,8 @@ ex_tail_refcount.check(answer)
 #
 # **In the kernel:** `mm/sparse-vmemmap.c` (`reuse_compound_section`,
 # `compound_section_tail_page`, `vmemmap_populate_compound_pages`);
-# `Documentation/mm/vmemmap_dedup.rst` (the PUD diagram of the v3 posting).
+# `Documentation/mm/vmemmap_dedup.rst` (its "Device DAX" section: the same tail deduplication
+# as HugeTLB except with an altmap, drawn for a PMD-sized page only; mainline's document has no
+# PUD-level diagram, since the v3 series' PMD-level reuse was never merged).
 #
 # **Next:** [06 — Bootstrap](06-bootstrap.ipynb)

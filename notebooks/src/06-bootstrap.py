@@ -51,8 +51,26 @@ print("compound_order(head) =", compound_order(pfn_to_page(p._machine, head_pfn)
 
 # %% [markdown]
 # Struct page 511 was never written by the loop, yet it reads as an initialised tail of this
-# compound page: it lives in the shared tail page, whose 64 struct pages were written as tails
-# 64–127.
+# compound page: it lives in the shared tail page, whose struct pages were written as the tails
+# of vmemmap page 1. Here is the whole compound page, drawn from the model, one row per vmemmap
+# page:
+
+# %%
+from vmemlab.viz.bootstrap_view import init_writes_view, read_init
+
+init_writes_view(p)
+
+# %%
+d = read_init(p)
+shared = sum(1 for i, (_, first) in enumerate(d["rows"]) if first != i)
+print(f"{d['total']} struct pages in {len(d['rows'])} vmemmap pages of {d['per_page']}: "
+      f"{d['written']} written, {shared} vmemmap pages read through an earlier page's frame")
+
+# %% [markdown]
+# **What to notice:** initialisation writes only the two rows that have pages of their own; every
+# other row is the same physical page as row 1 seen again, so its struct pages are initialised
+# tails without a single write. Without deduplication every row would be its own page and every
+# cell would have to be written: that is the whole speed-up of this chapter.
 #
 # ## With the memmap on the device
 #

@@ -45,9 +45,11 @@ for arch, align, mode, opt, ram, dev in rows:
 # * On ppc64 with 64 KiB pages, 2 MiB compound pages are *not* deduplicated: their 512 struct
 #   pages fill half a vmemmap page, and the 6.6 rule wants more than two pages of memmap.
 # * arm64 16K's PMD size is 32 MiB and 64K's is 512 MiB, so its "2M" is that architecture's PMD.
-# * arm64 is never deduplicated here: it does not select `ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`, which
-#   `vmemmap_can_optimize()` requires since 6.4. On 5.19–6.3, which had no such gate, it was
-#   (try `kernel="5.19"`).
+# * arm64 is never deduplicated here: it does not select `ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`, the
+#   symbol `vmemmap_can_optimize()` requires since 6.6. The function itself came in 6.4
+#   (87a7ae75d738), gated then by the HugeTLB symbol (`ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP`,
+#   later `ARCH_WANT_OPTIMIZE_VMEMMAP`), which arm64 no longer selected (060a2c92d1b6). On
+#   5.19–6.3, with no arch gate at all, arm64 was deduplicated (try `kernel="5.19"`).
 # * `--map=dev` costs RAM only for page tables; the struct pages go to the device.
 #
 # ## Against compound order

@@ -29,15 +29,34 @@ first_vpn = pfn0 * a.struct_page_size >> a.page_shift
 head, tail = m.pgtables.resolve(np.array([first_vpn, first_vpn + 1]))[0].tolist()
 print(f"before: head refcount {m.frames.refcount[head]}, tail refcount "
       f"{m.frames.refcount[tail]}, RAM pages {m.ram.used}")
+
+
+def read_state(removed: int) -> dict:
+    return {"removed": removed, "tail_refcount": int(m.frames.refcount[tail]),
+            "tail_alive": bool(m.frames.kind[tail]), "head_alive": bool(m.frames.kind[head]),
+            "ram_pages": int(m.ram.used)}
+
+
+rows = [read_state(0)]
 for s in range(8):
     m.sparse.sparse_remove_section(pfn0 + s * a.PAGES_PER_SECTION, a.PAGES_PER_SECTION, None, pg)
     alive = m.frames.kind[tail] != 0
+    rows.append(read_state(s + 1))
     print(f"removed section {s}: tail {'refcount ' + str(m.frames.refcount[tail]) if alive else 'freed'}"
           f", head {'alive' if m.frames.kind[head] else 'freed'}, RAM pages {m.ram.used}")
 
 # %% [markdown]
-# The head page goes with the first section; the tail page loses 511 references there and 512
-# per later section, and is freed with the eighth. The PTE tables go as they empty.
+# The same run, drawn:
+
+# %%
+from vmemlab.viz.lifetimes import teardown_view
+
+teardown_view(rows, title="a 1 GiB compound page's memmap, removed one section at a time")
+
+# %% [markdown]
+# **What to notice:** the head page goes with the first section; the tail page loses one
+# reference per PTE cleared, section after section, and is freed with the last one, never
+# before and never twice. The PTE tables go as they empty, so RAM comes back in steps.
 #
 # ## Any order, nothing lost
 #

@@ -51,8 +51,19 @@ class ShownFigure(Figure):
     nbconvert without ``pyplot`` (whose import would pick a GUI backend and register global
     hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``."""
 
+    #: PNGs shown in notebooks have this many pixels per CSS pixel (sharp on HiDPI screens)
+    HIDPI = 2
+
     def _repr_png_(self) -> bytes:
         return to_png(self, dpi=self.dpi)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
+        """The PNG at :attr:`HIDPI` times the figure's dpi, with its CSS size in the output
+        metadata (IPython's "retina" convention: JupyterLab and the book draw it at that size,
+        so it stays sharp on HiDPI screens).  The text form is filled in by IPython."""
+        w, h = (round(v * self.dpi) for v in self.get_size_inches())
+        png = to_png(self, dpi=self.dpi * self.HIDPI)
+        return {"image/png": png}, {"image/png": {"width": w, "height": h}}
 
     def __repr__(self) -> str:
         return super().__repr__().replace(type(self).__name__, "Figure", 1)

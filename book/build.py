@@ -1,0 +1,109 @@
+"""Build the static book: every chapter with its stored outputs, the instructor's kit, search.
+
+    python3 book/build.py            # writes _site/ (open _site/index.html)
+    python3 book/build.py OUTDIR
+
+Steps: (1) gather ``book/`` and the committed chapter notebooks into a staging directory;
+(2) generate the kit pages computed by the model (cheat sheet, kernel timeline, answer key,
+instructor's guide with its timed paths: ``book/_kit.py``; cached in ``build/book-kit/`` until
+the model, a chapter or the generator changes); (3) install the widget manager
+``@jupyter-widgets/html-manager`` from the npm registry (cached in ``build/book-npm/``) and copy
+its bundle into the book's ``_static/``; (4) run Sphinx with myst-nb, which never executes a
+notebook (the outputs are those ``notebooks/_build.py`` stored).  Needs ``npm`` and the
+``book`` extra (``pip install -e ".[book]"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BOOK = Path(__file__).resolve().parent
+ROOT = BOOK.parent
+NOTEBOOKS = ROOT / "notebooks"
+#: the html-manager release that speaks ipywidgets 8's widget protocol (controls 2.0.0)
+HTML_MANAGER = "@jupyter-widgets/html-manager@1.0.15"
+NPM_CACHE = ROOT / "build" / "book-npm"
+
+
+def chapters() -> list[Path]:
+    """The chapter notebooks, in order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+
+
+def widget_manager(dest: Path) -> Path:
+    """Install the html-manager from npm (once) and copy its dist bundle to ``dest``."""
+    dist = NPM_CACHE / "node_modules" / "@jupyter-widgets" / "html-manager" / "dist"
+    if not (dist / "embed.js").exists():
+        NPM_CACHE.mkdir(parents=True, exist_ok=True)
+        npm = shutil.which("npm")
+        if npm is None:
+            raise SystemExit("book: npm is needed to install the widget manager (apt-get install npm)")
+        subprocess.run([npm, "install", "--prefix", str(NPM_CACHE), "--no-save", "--no-audit",
+                        "--no-fund", "--loglevel=error", HTML_MANAGER], check=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in dist.iterdir():
+        if not f.name.endswith(".map"):
+            shutil.copy2(f, dest / f.name)
+    return dest
+
+
+def stage(src: Path) -> None:
+    """Lay out the Sphinx source tree in ``src``."""
+    shutil.copytree(BOOK, src, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "build.py"))
+    for nb in chapters():
+        shutil.copy2(nb, src / nb.name)
+    kit_pages(src / "kit")
+    widget_manager(src / "_static" / "html-manager")
+
+
+def _kit_key() -> str:
+    """A hash of everything the generated kit pages depend on: the model's source, the
+    chapters and the generator."""
+    h = hashlib.sha256()
+    for f in sorted([*(ROOT / "vmemlab").rglob("*.py"), *chapters(), BOOK / "_kit.py"]):
+        h.update(f.relative_to(ROOT).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def kit_pages(dest: Path) -> None:
+    """Write the generated kit pages into ``dest`` (``book/_kit.py``), reusing the pages of an
+    earlier build from ``build/book-kit/`` when nothing they depend on has changed."""
+    cache = ROOT / "build" / "book-kit" / _kit_key()
+    if not (cache / "answers.md").exists():
+        sys.path.insert(0, str(BOOK))
+        sys.path.insert(0, str(ROOT))
+        import _kit
+
+        fresh = ROOT / "build" / "book-kit.new"
+        shutil.rmtree(fresh, ignore_errors=True)
+        _kit.write_all(fresh, chapters())
+        shutil.rmtree(cache.parent, ignore_errors=True)  # keep only the newest
+        cache.parent.mkdir(parents=True)
+        fresh.rename(cache)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in cache.iterdir():
+        shutil.copy2(f, dest / f.name)
+
+
+def build(out: Path) -> Path:
+    """Build the book into ``out``; returns the path of its index page."""
+    with tempfile.TemporaryDirectory(prefix="vmemlab-book-") as tmp:
+        src = Path(tmp) / "src"
+        stage(src)
+        subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-E",
+                        "-d", str(Path(tmp) / "doctrees"), str(src), str(out)], check=True)
+    return out / "index.html"
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    index = build(Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "_site")
+    print(f"{index} ({time.perf_counter() - t0:.0f} s)")
