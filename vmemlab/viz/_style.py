@@ -7,9 +7,19 @@ one has no global side effects, needs no GUI backend and renders identically wit
 from __future__ import annotations
 
 import io
+import threading
 
 import matplotlib
 from matplotlib.figure import Figure
+
+#: held while a figure is rendered (and by :mod:`vmemlab.widgets` around compute + render): the
+#: rcParams overrides below are process-global, and the model's lazily filled caches and
+#: matplotlib's figures are not safe to use from two threads at once
+RENDER_LOCK = threading.RLock()
+
+#: scale of every raster (PNG) figure: rendered at this many device pixels per CSS pixel and
+#: shown at 1/HIDPI of its pixel size, so figures stay sharp on 2x (HiDPI) displays
+HIDPI = 2
 
 #: Okabe & Ito (2008) colour-blind-safe palette
 OKABE_ITO = {
@@ -48,10 +58,14 @@ FONT = 9
 class ShownFigure(Figure):
     """A :class:`~matplotlib.figure.Figure` that shows itself as a PNG in Jupyter, Voilà and
     nbconvert without ``pyplot`` (whose import would pick a GUI backend and register global
-    hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``."""
+    hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``.
 
-    def _repr_png_(self) -> bytes:
-        return to_png(self, dpi=self.dpi)
+    The PNG is rendered at :data:`HIDPI` times the figure's dpi and carries ``width`` /
+    ``height`` display metadata of the 1x size, so it is crisp on a 2x display."""
+
+    def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
+        w, h = self.get_size_inches() * self.dpi
+        return to_png(self, dpi=self.dpi * HIDPI), {"width": round(w), "height": round(h)}
 
     def __repr__(self) -> str:
         return super().__repr__().replace(type(self).__name__, "Figure", 1)
@@ -70,8 +84,22 @@ def to_png(fig: Figure, dpi: int = 80) -> bytes:
     Glyph hinting is off here (``text.hinting: none``): the text-heavy diagrams rasterise about
     a third faster, and at screen resolution the text reads the same."""
     buf = io.BytesIO()
-    with matplotlib.rc_context({"text.hinting": "none"}):
+    with RENDER_LOCK, matplotlib.rc_context({"text.hinting": "none"}):
         fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def to_svg(fig: Figure) -> bytes:
+    """Render ``fig`` to SVG bytes with its text kept as text (``svg.fonttype: none``).
+
+    What the live widgets show: sharp at any device pixel ratio (HiDPI), smaller than a 2x PNG
+    and, with little to rasterise, faster to produce (``benchmarks/bench_widgets.py``).  The
+    browser sets the text in the font matplotlib laid it out with (DejaVu Sans, named in the
+    SVG).  Deterministic: fixed hash salt, no date."""
+    buf = io.BytesIO()
+    with RENDER_LOCK, matplotlib.rc_context({"svg.fonttype": "none",
+                                             "svg.hashsalt": "vmemlab"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return buf.getvalue()
 
 
