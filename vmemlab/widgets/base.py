@@ -149,22 +149,69 @@ def state_key(state: dict[str, Any]) -> tuple:
     return tuple(sorted(state.items()))
 
 
+#: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
+IDLE_SECONDS = 1.0
+
+
+def _kernel_shell() -> Any:
+    """The IPython shell when running inside a Jupyter kernel (else ``None``: no front-end can
+    move a control, so there is nothing to render ahead for)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    ip = get_ipython()
+    return ip if ip is not None and getattr(ip, "kernel", None) is not None else None
+
+
 class _Ahead:
     """One daemon thread rendering, while nobody waits, the states the user can reach next.
 
     :meth:`submit` replaces the queue (only the latest interaction matters); each job renders
-    one state under :data:`RENDER_LOCK` unless it is cached already.  A foreground update that
-    finds its state uncached waits for at most the one job in progress."""
+    one state under :data:`RENDER_LOCK` unless it is cached already.  A job starts only when
+    no foreground update is in progress and no notebook cell has run for
+    :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top to bottom,
+    nbval -- never compete with it); a foreground update that finds its state uncached waits
+    for at most the one job in progress."""
 
     def __init__(self) -> None:
         self.jobs: deque[tuple[Explorer, dict[str, Any]]] = deque()
         self.cv = threading.Condition()
         self.thread: threading.Thread | None = None
         self.waiting = 0  # foreground updates in progress: the worker does not start a job
+        self.cells = 0  # notebook cells running now
+        self.last_cell = 0.0  # monotonic time the last cell finished
+        self._hooked = False
 
-    def submit(self, ex: Explorer, states: list[dict[str, Any]]) -> None:
+    def hook(self, shell: Any) -> None:
+        """Follow ``shell``'s cell executions (IPython ``pre/post_run_cell`` events)."""
+        if self._hooked:
+            return
+        self._hooked = True
+
+        def pre(*_a: Any) -> None:
+            with self.cv:
+                self.cells += 1
+
+        def post(*_a: Any) -> None:
+            with self.cv:
+                self.cells = max(0, self.cells - 1)
+                self.last_cell = time.monotonic()
+                self.cv.notify()
+
+        shell.events.register("pre_run_cell", pre)
+        shell.events.register("post_run_cell", post)
+        # the cell that displays the explorer is running right now
+        self.cells += 1
+
+    def _idle(self) -> bool:
+        return (not self.waiting and not self.cells
+                and time.monotonic() - self.last_cell >= IDLE_SECONDS)
+
+    def submit(self, ex: Explorer, states: list[dict[str, Any]], replace: bool = True) -> None:
         with self.cv:
-            self.jobs.clear()
+            if replace:
+                self.jobs.clear()
             self.jobs.extend((ex, s) for s in states)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="vmemlab-ahead",
@@ -179,7 +226,7 @@ class _Ahead:
     def _run(self) -> None:
         while True:
             with self.cv:
-                while not self.jobs or self.waiting:
+                while not self.jobs or not self._idle():
                     self.cv.wait(0.05)
                 ex, st = self.jobs.popleft()
             try:
@@ -462,7 +509,7 @@ class Explorer:
         self._sync_controls()
         if self._ui is not None:
             self._show(r)
-        if self._live and self.LOOK_AHEAD:
+        if self._live and self.LOOK_AHEAD and _kernel_shell() is not None:
             AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
         return r.view
 
@@ -480,6 +527,10 @@ class Explorer:
             seq = sorted((j for j in range(len(vals)) if j != i),
                          key=lambda j: (abs(j - i), j < i))
             per.append([self._clamped({**state, name: vals[j]}) for j in seq])
+            if name == "order" and "align" in self.CONTROLS and state.get("arch") in ARCHES:
+                # the dax-align buttons jump the order to the presets
+                per.append([{**state, "order": o} for _, o in align_presets(state["arch"])
+                            if o != state["order"]])
         out: list[dict[str, Any]] = []
         seen = {state_key(state)}
         take = [2] * (len(first or []) > 0) + [1] * len(per)
@@ -525,6 +576,13 @@ class Explorer:
                                       layout=w.Layout(flex_flow="row wrap")),
                                self.status, self.images])
             self.update()
+            shell = _kernel_shell()
+            if shell is not None and self.LOOK_AHEAD:
+                # in a kernel a front-end may show the widget: render ahead once it is idle
+                AHEAD.hook(shell)
+                self._live = True
+                AHEAD.submit(self, self.reachable(self.state, first=[self.SLIDER]),
+                             replace=False)
         return self._ui
 
     def _ipython_display_(self) -> None:  # pragma: no cover - needs IPython
