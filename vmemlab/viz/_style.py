@@ -78,13 +78,52 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: text extents measured by earlier renders: (renderer class, text, font, ismath, dpi, hinting)
+_TEXT_METRICS: dict[tuple, tuple[float, float, float]] = {}
+
+
+class _SharedTextMetrics:
+    """While rendering, let every renderer of a class reuse the text extents earlier renderers
+    measured.  Matplotlib caches them per renderer *instance*, and each ``savefig`` (plus the
+    constrained-layout pass before it) starts a new one, so the same tick labels and titles
+    were measured anew on every redraw -- about half the time of a widget update.  The extents
+    depend only on the text, the font properties, the dpi and the hinting rcParams, all in the
+    key.  Wraps the private ``matplotlib.text._get_text_metrics_with_cache`` (3.x); without it
+    this does nothing."""
+
+    def __enter__(self) -> None:
+        import matplotlib.text as mtext
+
+        self._mod = mtext
+        self._orig = getattr(mtext, "_get_text_metrics_with_cache", None)
+        if self._orig is None:
+            return
+        hint = (matplotlib.rcParams["text.hinting"], matplotlib.rcParams["text.hinting_factor"])
+
+        def metrics(renderer: object, text: str, fontprop: object, ismath: object,
+                    dpi: float) -> tuple[float, float, float]:
+            key = (type(renderer).__name__, text, hash(fontprop), ismath, dpi, hint)
+            hit = _TEXT_METRICS.get(key)
+            if hit is None:
+                if len(_TEXT_METRICS) > 50_000:
+                    _TEXT_METRICS.clear()
+                hit = _TEXT_METRICS[key] = self._orig(renderer, text, fontprop, ismath, dpi)
+            return hit
+
+        mtext._get_text_metrics_with_cache = metrics
+
+    def __exit__(self, *exc: object) -> None:
+        if self._orig is not None:
+            self._mod._get_text_metrics_with_cache = self._orig
+
+
 def to_png(fig: Figure, dpi: int = 80) -> bytes:
     """Render ``fig`` with Agg to PNG bytes (what the widgets show).
 
     Glyph hinting is off here (``text.hinting: none``): the text-heavy diagrams rasterise about
     a third faster, and at screen resolution the text reads the same."""
     buf = io.BytesIO()
-    with RENDER_LOCK, matplotlib.rc_context({"text.hinting": "none"}):
+    with RENDER_LOCK, matplotlib.rc_context({"text.hinting": "none"}), _SharedTextMetrics():
         fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
@@ -98,7 +137,7 @@ def to_svg(fig: Figure) -> bytes:
     SVG).  Deterministic: fixed hash salt, no date."""
     buf = io.BytesIO()
     with RENDER_LOCK, matplotlib.rc_context({"svg.fonttype": "none",
-                                             "svg.hashsalt": "vmemlab"}):
+                                             "svg.hashsalt": "vmemlab"}), _SharedTextMetrics():
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return buf.getvalue()
 
