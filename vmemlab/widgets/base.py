@@ -269,8 +269,13 @@ class Explorer:
     LOOK_AHEAD = True
 
     def __init__(self, **state: Any) -> None:
-        self.state = {k: v for k, v in self.DEFAULTS.items()}
-        self.state.update(state)
+        #: a refusal of the constructor's state, shown by the widget above the defaults
+        self._refused: str | None = None
+        try:
+            self.state = self.validate({**self.DEFAULTS, **state})
+        except ParameterError as e:
+            self.state = dict(self.DEFAULTS)
+            self._refused = f"Not possible: {e}; showing the defaults"
         self._ui: Any = None
         self._syncing = False
         self._live = False  # set by the first control the user moves
@@ -509,6 +514,9 @@ class Explorer:
         self._sync_controls()
         if self._ui is not None:
             self._show(r)
+            if self._refused:
+                self.status.value = self._status_html(r.view, refused=self._refused)
+                self._refused = None
         if self._live and self.LOOK_AHEAD and _kernel_shell() is not None:
             AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
         return r.view
