@@ -193,7 +193,7 @@ def start_lab(work: Path) -> tuple[subprocess.Popen, str, Path]:
             return proc, url, log
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"JupyterLab did not start:\n{log.read_text()[-3000:]}")
+                raise SystemExit(f"JupyterLab did not start:\n{log.read_text()[-3000:]}") from None
             time.sleep(0.5)
 
 
