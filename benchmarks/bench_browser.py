@@ -11,9 +11,10 @@ explorer on the page moves each control through each of its values (dropdowns, t
 buttons, the slider through its read-out, checkboxes) and measures, in the page, from the
 input event (``performance.now()`` in a capturing listener) until the explorer's numbers show
 the new state *and* every figure of it is decoded, plus two animation frames (pixels on
-screen).  Between moves it waits ``--think`` seconds, like a reader looking at the figure;
-``--think 0`` measures back-to-back moves.  A scratch notebook adds the explorer no chapter
-shows (PlacementExplorer).
+screen).  After running the chapter it waits ``--settle`` seconds (a reader reading the
+text above the explorer), and between moves ``--think`` seconds (a reader looking at the
+figure); ``--settle 0 --think 0`` measures back-to-back moves on a just-run chapter.  A
+scratch notebook adds the explorer no chapter shows (PlacementExplorer).
 
 It prints, per explorer, the number of moves, median, p95 and max (ms), the slowest control,
 and the machine's load average (``os.getloadavg``, sampled every second while it ran).
@@ -198,8 +199,10 @@ def start_lab(work: Path) -> tuple[subprocess.Popen, str, Path]:
 
 
 def run_notebook(page, url: str, name: str, timeout_s: float) -> None:
-    page.goto(f"{url}lab/tree/{name}", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    # a workspace of its own: only this notebook open
+    ws = "".join(c if c.isalnum() else "-" for c in name)
+    page.goto(f"{url}lab/workspaces/{ws}/tree/{name}", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000, state="attached")
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                            timeout=120_000)
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
@@ -269,6 +272,9 @@ def main() -> None:
     ap.add_argument("chapters", nargs="*", help="chapter numbers (default: all with explorers)")
     ap.add_argument("--think", type=float, default=0.5,
                     help="seconds between moves (a reader looking; default 0.5)")
+    ap.add_argument("--settle", type=float, default=10.0,
+                    help="seconds between running the chapter and the first move (a reader "
+                         "reading the cell above the explorer; default 10)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds per move at most")
     ap.add_argument("--no-placement", action="store_true",
                     help="skip the scratch notebook with PlacementExplorer")
@@ -297,13 +303,14 @@ def main() -> None:
             ctx = pw.chromium.launch_persistent_context(
                 str(work / ".chromium-profile"), executable_path=CHROMIUM, headless=True,
                 args=FLAGS, viewport={"width": 1400, "height": 1000})
-            page = ctx.new_page()
             for f in files:
+                page = ctx.new_page()
                 t0 = time.monotonic()
                 run_notebook(page, url, f, args.timeout * 5)
                 nbox = page.evaluate("() => window.__vm.boxes().length")
                 print(f"# {f}: ran in {time.monotonic() - t0:.1f} s, {nbox} explorer(s)",
                       flush=True)
+                time.sleep(args.settle)
                 for i in range(nbox):
                     title = page.evaluate(
                         "i => window.__vm.boxes()[i].querySelector('h4').innerText", i)
@@ -323,6 +330,7 @@ def main() -> None:
                 page.evaluate("() => fetch('/api/sessions').then(r => r.json()).then(ss => "
                               "Promise.all(ss.map(s => fetch('/api/sessions/' + s.id, "
                               "{method: 'DELETE'}))))")
+                page.close(run_before_unload=False)
             ctx.close()
     finally:
         proc.terminate()
@@ -353,7 +361,7 @@ def main() -> None:
     if every:
         print(f"{'all moves':<86}{len(every):>6}{statistics.median(every):>7.0f}ms"
               f"{pct(every, 0.95):>6.0f}ms{max(every):>6.0f}ms")
-    print(f"think time between moves: {args.think:g} s; wall time "
+    print(f"settle {args.settle:g} s, think time between moves {args.think:g} s; wall time "
           f"{time.monotonic() - t_start:.0f} s")
     print(loadline)
     if args.json:
