@@ -251,7 +251,10 @@ def sweep(page, box: int, think: float, timeout_s: float, log) -> list[dict]:
     for ci in range(len(ctls)):
         ctl = page.evaluate("i => window.__vm.controls(i)", box)[ci]
         start = ctl["current"]
-        values = [v for v in ctl["values"] if v != start and v != "other"] + [start]
+        # "other" (dax align) only shows that the slider is off the presets: clicking it is
+        # a no-op by design, so it is neither a move nor a place to return to
+        values = [v for v in ctl["values"] if v != start and v != "other"]
+        values += [start] if start != "other" else []
         for v in values:
             cur = page.evaluate("i => window.__vm.controls(i)", box)[ci]
             if v == cur["current"]:
