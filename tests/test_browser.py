@@ -108,3 +108,29 @@ def test_page_order_slider_changes_numbers_and_figure(voila_url):
     assert "Error displaying widget" not in content
     # order 9 keeps 2 of 8 vmemmap pages; order 10 (4 MiB pages, 16 vmemmap pages) 2 of 16
     assert "6 of 8" in before_text and "14 of 16" in after_text
+
+
+def test_explorer_labels_are_not_clipped(voila_url):
+    """Every control label, toggle button and dropdown of the explorer shows its whole text
+    (before, 52 px toggle buttons cut "mem"/"other" to "m…"/"ot…"): no element's text is
+    wider than its box."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.goto(voila_url, timeout=120_000)
+        page.locator(".widget-slider", has_text="page order").first.wait_for(timeout=120_000)
+        clipped = page.evaluate("""() => {
+            const sel = '.widget-label, .widget-toggle-button, .widget-readout, ' +
+                        '.widget-dropdown select, .widget-checkbox span';
+            return [...document.querySelectorAll(sel)]
+                .filter(el => el.offsetParent !== null && el.innerText.trim())
+                .filter(el => el.scrollWidth > el.clientWidth + 1)
+                .map(el => `${el.className}: "${el.innerText.trim()}" needs ` +
+                           `${el.scrollWidth}px, has ${el.clientWidth}px`);
+        }""")
+        n = page.evaluate("() => document.querySelectorAll('.widget-toggle-button').length")
+        browser.close()
+    assert n >= 5  # the dax-align, map and view buttons are there to check
+    assert clipped == [], clipped

@@ -273,6 +273,145 @@ def test_every_figure_shows_itself_as_png():
     p = vmemlab.plan("2G", align="1G")
     for fig in (viz.vmemmap_mapping(p), viz.pagetable_view(p), viz.placement_view(p),
                 viz.struct_page_view(p), viz.savings_curves(arches=["x86_64"], kernels=["6.6"])):
-        png = fig._repr_png_()
+        png, md = fig._repr_png_()
         assert png[:8] == b"\x89PNG\r\n\x1a\n", type(fig).__name__
         assert repr(fig).startswith("<Figure size")
+        # HiDPI: twice the pixels of the size it is shown at (PNG IHDR width/height)
+        w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert (w, h) == (2 * md["width"], 2 * md["height"]), type(fig).__name__
+        assert md["width"] == round(fig.get_figwidth() * fig.dpi)
+
+
+def test_svg_keeps_text_as_text_and_is_deterministic(p2m):
+    """The live widgets' SVG: text stays <text> (sharp at any zoom, the browser sets it), no
+    embedded glyph paths, same bytes for the same figure."""
+    from vmemlab.viz import to_svg
+
+    a, b = to_svg(vmemmap_mapping(p2m)), to_svg(vmemmap_mapping(p2m))
+    assert a == b and a.lstrip().startswith(b"<?xml")
+    assert b"<text" in a and b"vmemmap page 0" in a and b"<defs>\n  <path id=\"DejaVu" not in a
+
+
+def test_shared_text_metrics_give_the_same_render(p2m):
+    """Reusing text extents across renders (vmemlab.viz._style) must not change a pixel: the
+    first render of a figure (cache empty) equals a later one (cache full)."""
+    from vmemlab.viz import _style
+
+    _style._TEXT_METRICS.clear()
+    first = to_png(vmemmap_mapping(p2m), dpi=72)
+    assert _style._TEXT_METRICS
+    assert to_png(vmemmap_mapping(p2m), dpi=72) == first
+
+
+# -- text never collides or leaves the canvas -----------------------------------------------------
+def drawn_texts(fig):
+    """``(text, window extent)`` of every non-empty Text artist matplotlib actually draws (tick
+    labels of hidden axes are not), after the figure's own layout, from the Agg renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    FigureCanvasAgg(fig)
+    drawn = []
+    orig = Text.draw
+
+    def record(self, renderer):
+        if self.get_visible() and self.get_text().strip():
+            drawn.append(self)
+        return orig(self, renderer)
+
+    Text.draw = record
+    try:
+        fig.draw_without_rendering()
+    finally:
+        Text.draw = orig
+    r = fig.canvas.get_renderer()
+    return [(t, t.get_window_extent(r)) for t in drawn]
+
+
+def text_problems(fig, tol: float = 0.5) -> list[str]:
+    """Texts that overlap each other (by more than ``tol`` px both ways) or leave the canvas."""
+    import itertools
+
+    W, H = fig.bbox.width, fig.bbox.height
+    boxes = drawn_texts(fig)
+    out = [f"off canvas {[round(float(v)) for v in b.extents]} of {W:.0f}x{H:.0f}: "
+           f"{t.get_text()!r}" for t, b in boxes
+           if b.x0 < -tol or b.y0 < -tol or b.x1 > W + tol or b.y1 > H + tol]
+    for (t1, b1), (t2, b2) in itertools.combinations(boxes, 2):
+        w = min(b1.x1, b2.x1) - max(b1.x0, b2.x0)
+        h = min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
+        if w > tol and h > tol:
+            out.append(f"overlap {w:.0f}x{h:.0f} px: {t1.get_text()!r} / {t2.get_text()!r}")
+    return out
+
+
+def test_text_checker_finds_collisions_and_clipping():
+    """The checker itself: two texts on top of each other and one past the right edge."""
+    from vmemlab.viz._style import new_figure
+
+    fig = new_figure(4, 2)
+    fig.text(0.1, 0.5, "first label")
+    fig.text(0.12, 0.5, "second label")
+    fig.text(0.95, 0.1, "runs off the canvas")
+    probs = text_problems(fig)
+    assert any("overlap" in p and "first label" in p for p in probs), probs
+    assert any("off canvas" in p and "runs off" in p for p in probs), probs
+    fig = new_figure(4, 2)
+    fig.text(0.1, 0.5, "alone")
+    assert text_problems(fig) == []
+
+
+def _explorer_states(ex):
+    """Every state one control move away from the explorer's defaults (the page order
+    through 0, 1, every device-dax alignment and the largest order of each arch)."""
+    from vmemlab.widgets.base import align_presets
+
+    st = ex.validate(dict(ex.DEFAULTS))
+    out = [st]
+    for name in st:
+        vals = ex.control_values(name, st) or []
+        if name == "order":
+            keep = {0, 1, vals[-1], *(o for _, o in align_presets(st["arch"]))}
+            vals = [v for v in vals if v in keep]
+        out += [ex._clamped({**st, name: v}) for v in vals if v != st[name]]
+    if "arch" in st and "order" in st:
+        for arch in vmemlab.ARCHES:  # each arch's largest order too
+            out.append(ex._clamped({**st, "arch": arch, "order": 99}))
+    return out
+
+
+@pytest.mark.parametrize("cls_name", ["MappingExplorer", "PlacementExplorer",
+                                      "SavingsExplorer", "StructPageExplorer"])
+def test_explorer_figures_have_no_colliding_or_clipped_text(cls_name):
+    from vmemlab import widgets
+
+    ex = getattr(widgets, cls_name)()
+    bad = []
+    for st in _explorer_states(ex):
+        v = ex.render_static(**st)
+        bad += [f"{st}: {p}" for f in v.figures for p in text_problems(f)]
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_gup_figures_have_no_colliding_or_clipped_text():
+    """Every GUP explorer state, chapter 07's 5.19 / 1G / 128G included (its bar labels ran
+    into each other before)."""
+    import itertools
+
+    from vmemlab.widgets import GupExplorer
+
+    ex = GupExplorer()
+    bad = []
+    for combo in itertools.product(*GupExplorer.OPTIONS.values()):
+        st = dict(zip(GupExplorer.OPTIONS, combo))
+        bad += [f"{st}: {p}" for f in ex.render_static(**st).figures for p in text_problems(f)]
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_static_figures_have_no_colliding_or_clipped_text(p1g):
+    """The chapters' static figures: every arch's savings curves, 5.19 vs v3 page tables."""
+    p519 = vmemlab.plan("2G", align="1G", kernel="5.19")
+    pv3 = vmemlab.plan("2G", align="1G", kernel="v3")
+    for fig in (savings_curves(), pagetable_view(p519, pv3), placement_view(p1g),
+                vmemmap_mapping(p1g, hvo=hvo("6.6", "1G"))):
+        assert text_problems(fig) == [], text_problems(fig)

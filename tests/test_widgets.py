@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from vmemlab import ARCHES, KERNELS  # noqa: E402
@@ -181,3 +182,105 @@ def test_live_gup_explorer():
     for k in KERNELS:
         ex.controls["kernel"].value = k
         assert ex.state["kernel"] == k and ex.images.children
+
+
+# -- refused updates keep the last good state (issue 11 item 8) -----------------------------------
+def test_update_with_string_order_is_refused_and_next_update_works():
+    ex = MappingExplorer()
+    _ = ex.ui
+    v = ex.update(order="9")
+    assert not v.ok and "order='9' is not allowed" in v.message, v.text
+    assert ex.state["order"] == 9 and ex.controls["order"].value == 9
+    # the widget says why, above the figures of the state it kept
+    assert "order=&#x27;9&#x27; is not allowed" in ex.status.value and ex.images.children
+    assert "saved vmemmap pages" in ex.status.value
+    v = ex.update(order=10)  # order 10: 16 vmemmap pages, 2 kept (independent arithmetic)
+    assert v.ok and v.numbers["saved vmemmap pages / compound page"] == "14 of 16"
+    assert "not allowed" not in ex.status.value
+
+
+def test_update_with_unknown_kernel_is_refused_and_controls_stay_usable():
+    ex = MappingExplorer()
+    _ = ex.ui
+    v = ex.update(kernel="5.16")  # GUP's "before" kernel, not a vmemmap variant
+    assert not v.ok and "kernel='5.16' is not allowed" in v.message
+    assert ex.state["kernel"] == "6.6" == ex.controls["kernel"].value
+    ex.controls["kernel"].value = "v3"
+    assert ex.state["kernel"] == "v3" and ex.last.ok
+
+
+@pytest.mark.parametrize("change,expect", [
+    ({"order": 9.0}, "order=9.0 is not allowed"),
+    ({"order": True}, "order=True is not allowed"),
+    ({"order": 40}, "order=40 is not allowed"),
+    ({"strict": "no"}, "strict='no' is not allowed"),
+    ({"map": "ram"}, "map='ram' is not allowed"),
+    ({"size": "3G"}, "size='3G' is not allowed"),
+    ({"arch": None}, "arch=None is not allowed"),
+    ({"colour": "red"}, "state=['colour'] is not allowed"),
+])
+def test_invalid_update_values_give_parameter_error_text_and_keep_state(change, expect):
+    ex = PlacementExplorer() if "map" not in change else MappingExplorer()
+    _ = ex.ui
+    before = dict(ex.state)
+    v = ex.update(**change)
+    assert not v.ok and expect in v.message, v.text
+    assert ex.state == before
+    assert ex.update(order=5).ok  # and the explorer goes on from there
+
+
+def test_numpy_integers_and_booleans_are_valid_control_values():
+    ex = MappingExplorer()
+    v = ex.update(order=np.int64(10), strict=np.bool_(False))
+    assert v.ok and ex.state["order"] == 10 and type(ex.state["order"]) is int
+    assert type(ex.state["strict"]) is bool
+
+
+def test_gup_explorer_refuses_values_it_does_not_offer():
+    ex = GupExplorer()
+    _ = ex.ui
+    for change in ({"kernel": "5.16"}, {"size": "1T"}, {"align": 2}):
+        v = ex.update(**change)
+        assert not v.ok and "is not allowed" in v.message
+        assert ex.state == {"kernel": "v3", "align": "2M", "size": "16G"}
+    assert ex.update(size="128G").ok and ex.controls["size"].value == "128G"
+
+
+def test_refused_first_state_shows_a_message_not_a_traceback():
+    ex = MappingExplorer(order="nine")
+    ui = ex.ui
+    assert ui is not None and "order=&#x27;nine&#x27; is not allowed" in ex.status.value
+    assert ex.state == MappingExplorer.DEFAULTS and ex.images.children
+    ex.controls["order"].value = 10
+    assert "not allowed" not in ex.status.value and ex.state["order"] == 10
+
+
+# -- cache and look-ahead ---------------------------------------------------------------------------
+def test_reachable_states_are_one_valid_move_away():
+    ex = MappingExplorer()
+    st = ex.validate(dict(ex.DEFAULTS))
+    states = ex.reachable(st, first=["order"])
+    assert states[:2] == [{**st, "order": 10}, {**st, "order": 8}]  # the slider's neighbours
+    for s in states:
+        assert ex.validate(s) == s
+        assert sum(s[k] != st[k] for k in st) == 1 or s["arch"] != st["arch"]
+
+
+def test_look_ahead_renders_the_same_view_as_a_fresh_render():
+    """A state the background thread rendered is served from the cache and says exactly what
+    a fresh render of the model says."""
+    import time
+
+    from vmemlab.widgets.base import AHEAD
+
+    ex = SavingsExplorer()
+    _ = ex.ui
+    target = {**ex.state, "order": 12}
+    AHEAD.submit(ex, [target])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not ex._cache.get(tuple(sorted(target.items()))):
+        time.sleep(0.05)
+    v = ex.update(order=12)
+    assert ex.last_cached, "the look-ahead did not render the state"
+    assert v.text == SavingsExplorer().render_static(**target).text
+    assert ex.images.children and bytes(ex.images.children[0].value).startswith(b"<?xml")

@@ -163,7 +163,13 @@ def _version(release: str | None) -> tuple[int, int, int] | None:
 
 
 def kernel_variant(release: str | None, kallsyms: str | None) -> tuple[str, str]:
-    """The :data:`vmemlab.kernels.KERNELS` variant for a kernel release, and why."""
+    """The :data:`vmemlab.kernels.KERNELS` variant for a kernel release, and why.
+
+    By release: before 5.19 ``5.17``; 5.19-6.0 and 6.2-6.3 ``5.19``; 6.1.y ``6.1`` (Debian
+    bookworm's 6.1, measured in 6.1.0-57 = 6.1.192); 6.4-6.10 ``6.6`` (no memmap counters: they
+    are 6.11+); 6.11 and later ``6.12`` (``nr_memmap_pages`` counts the full memmap), or
+    ``6.12.117`` when kallsyms has ``section_nr_vmemmap_pages`` (the 2026 fix, which makes it
+    count the deduplicated memmap).  ``mm-2026`` (in no release) is never chosen: pass it."""
     v = _version(release)
     if v is None:
         return "6.6", "kernel release not read: the 6.6 rules (the model's default)"
@@ -172,17 +178,25 @@ def kernel_variant(release: str | None, kallsyms: str | None) -> tuple[str, str]
                         "(as the 5.17 variant populates it)")
     if v < (5, 19):
         return "5.17", f"{release}: compound devmaps without vmemmap deduplication"
+    if v[:2] == (6, 1):
+        return "6.1", (f"{release}: the 6.1 variant (Debian bookworm's 6.1.192: 5.18 struct "
+                       "page, backported vmemmap_can_optimize, HVO without head copy; no memmap "
+                       "counters)")
     if v < (6, 4):
         return "5.19", f"{release}: deduplication with the 5.19-6.3 rule (vmemmap_nr > 1)"
+    if v < (6, 11):
+        return "6.6", (f"{release}: vmemmap_can_optimize rules of 6.6; no nr_memmap_pages / "
+                       "nr_memmap_boot_pages (6.11+)")
     fixed = kallsyms is not None and re.search(r"\bsection_nr_vmemmap_pages\b", kallsyms)
+    newer = " (newer than the 6.12 trees the model follows)" if v > (6, 12, 999) else ""
     if fixed:
-        return "6.12.117", (f"{release}: 6.6 rules; section_nr_vmemmap_pages in kallsyms, so "
-                            "nr_memmap_pages counts the deduplicated memmap (2026 fix)")
+        return "6.12.117", (f"{release}{newer}: 6.12 rules; section_nr_vmemmap_pages in "
+                            "kallsyms, so nr_memmap_pages counts the deduplicated memmap "
+                            "(2026 fix)")
     why = ("section_nr_vmemmap_pages not in kallsyms" if kallsyms is not None else
            "kallsyms not read (pass kernel='6.12.117' for a kernel with the 2026 fix)")
-    newer = " (newer than the 6.12 trees the model follows)" if v > (6, 12, 999) else ""
-    return "6.6", (f"{release}{newer}: vmemmap_can_optimize rules of 6.6; {why}, so "
-                   "nr_memmap_pages is taken to count the full memmap")
+    return "6.12", (f"{release}{newer}: 6.12 rules; {why}, so nr_memmap_pages is taken to "
+                    "count the full memmap")
 
 
 # -- the report ----------------------------------------------------------------------------

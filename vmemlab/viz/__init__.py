@@ -13,7 +13,7 @@ engine's own lookups (see :mod:`vmemlab.viz.adapters`).
 ======================  ======================================================================
 """
 
-from ._style import OKABE_ITO, to_png
+from ._style import OKABE_ITO, to_png, to_svg
 from .gupview import gup_view
 from .mapping import vmemmap_mapping
 from .placement import placement_view
@@ -22,4 +22,4 @@ from .structpage import struct_page_view
 from .tables_view import pagetable_view
 
 __all__ = ["OKABE_ITO", "gup_view", "pagetable_view", "placement_view", "savings_curves",
-           "savings_point", "struct_page_view", "to_png", "vmemmap_mapping"]
+           "savings_point", "struct_page_view", "to_png", "to_svg", "vmemmap_mapping"]

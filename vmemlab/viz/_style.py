@@ -7,9 +7,19 @@ one has no global side effects, needs no GUI backend and renders identically wit
 from __future__ import annotations
 
 import io
+import threading
 
 import matplotlib
 from matplotlib.figure import Figure
+
+#: held while a figure is rendered (and by :mod:`vmemlab.widgets` around compute + render): the
+#: rcParams overrides below are process-global, and the model's lazily filled caches and
+#: matplotlib's figures are not safe to use from two threads at once
+RENDER_LOCK = threading.RLock()
+
+#: scale of every raster (PNG) figure: rendered at this many device pixels per CSS pixel and
+#: shown at 1/HIDPI of its pixel size, so figures stay sharp on 2x (HiDPI) displays
+HIDPI = 2
 
 #: Okabe & Ito (2008) colour-blind-safe palette
 OKABE_ITO = {
@@ -49,20 +59,21 @@ FONT = 9
 class ShownFigure(Figure):
     """A :class:`~matplotlib.figure.Figure` that shows itself as a PNG in Jupyter, Voilà and
     nbconvert without ``pyplot`` (whose import would pick a GUI backend and register global
-    hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``."""
+    hooks).  Its text form stays matplotlib's ``<Figure size WxH with N Axes>``.
 
-    #: PNGs shown in notebooks have this many pixels per CSS pixel (sharp on HiDPI screens)
-    HIDPI = 2
+    The PNG is rendered at :data:`HIDPI` times the figure's dpi and carries ``width`` /
+    ``height`` display metadata of the 1x size, so it is crisp on a 2x display."""
 
-    def _repr_png_(self) -> bytes:
-        return to_png(self, dpi=self.dpi)
+    def _repr_png_(self) -> tuple[bytes, dict[str, int]]:
+        w, h = self.get_size_inches() * self.dpi
+        return to_png(self, dpi=self.dpi * HIDPI), {"width": round(w), "height": round(h)}
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict]:
         """The PNG at :attr:`HIDPI` times the figure's dpi, with its CSS size in the output
         metadata (IPython's "retina" convention: JupyterLab and the book draw it at that size,
         so it stays sharp on HiDPI screens).  The text form is filled in by IPython."""
         w, h = (round(v * self.dpi) for v in self.get_size_inches())
-        png = to_png(self, dpi=self.dpi * self.HIDPI)
+        png = to_png(self, dpi=self.dpi * HIDPI)
         return {"image/png": png}, {"image/png": {"width": w, "height": h}}
 
     def __repr__(self) -> str:
@@ -76,14 +87,67 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+#: text extents measured by earlier renders: (renderer class, text, font, ismath, dpi, hinting)
+_TEXT_METRICS: dict[tuple, tuple[float, float, float]] = {}
+
+
+class _SharedTextMetrics:
+    """While rendering, let every renderer of a class reuse the text extents earlier renderers
+    measured.  Matplotlib caches them per renderer *instance*, and each ``savefig`` (plus the
+    constrained-layout pass before it) starts a new one, so the same tick labels and titles
+    were measured anew on every redraw -- about half the time of a widget update.  The extents
+    depend only on the text, the font properties, the dpi and the hinting rcParams, all in the
+    key.  Wraps the private ``matplotlib.text._get_text_metrics_with_cache`` (3.x); without it
+    this does nothing."""
+
+    def __enter__(self) -> None:
+        import matplotlib.text as mtext
+
+        self._mod = mtext
+        self._orig = getattr(mtext, "_get_text_metrics_with_cache", None)
+        if self._orig is None:
+            return
+        hint = (matplotlib.rcParams["text.hinting"], matplotlib.rcParams["text.hinting_factor"])
+
+        def metrics(renderer: object, text: str, fontprop: object, ismath: object,
+                    dpi: float) -> tuple[float, float, float]:
+            key = (type(renderer).__name__, text, hash(fontprop), ismath, dpi, hint)
+            hit = _TEXT_METRICS.get(key)
+            if hit is None:
+                if len(_TEXT_METRICS) > 50_000:
+                    _TEXT_METRICS.clear()
+                hit = _TEXT_METRICS[key] = self._orig(renderer, text, fontprop, ismath, dpi)
+            return hit
+
+        mtext._get_text_metrics_with_cache = metrics
+
+    def __exit__(self, *exc: object) -> None:
+        if self._orig is not None:
+            self._mod._get_text_metrics_with_cache = self._orig
+
+
 def to_png(fig: Figure, dpi: int = 80) -> bytes:
     """Render ``fig`` with Agg to PNG bytes (what the widgets show).
 
     Glyph hinting is off here (``text.hinting: none``): the text-heavy diagrams rasterise about
     a third faster, and at screen resolution the text reads the same."""
     buf = io.BytesIO()
-    with matplotlib.rc_context({"text.hinting": "none"}):
+    with RENDER_LOCK, matplotlib.rc_context({"text.hinting": "none"}), _SharedTextMetrics():
         fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def to_svg(fig: Figure) -> bytes:
+    """Render ``fig`` to SVG bytes with its text kept as text (``svg.fonttype: none``).
+
+    What the live widgets show: sharp at any device pixel ratio (HiDPI), smaller than a 2x PNG
+    and, with little to rasterise, faster to produce (``benchmarks/bench_widgets.py``).  The
+    browser sets the text in the font matplotlib laid it out with (DejaVu Sans, named in the
+    SVG).  Deterministic: fixed hash salt, no date."""
+    buf = io.BytesIO()
+    with RENDER_LOCK, matplotlib.rc_context({"svg.fonttype": "none",
+                                             "svg.hashsalt": "vmemlab"}), _SharedTextMetrics():
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     return buf.getvalue()
 
 

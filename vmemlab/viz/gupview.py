@@ -57,6 +57,11 @@ def cover_letter_results(size: str = "16G", after: str = "v3", align: str = "2M"
     return rows
 
 
+def _ms(v: float) -> str:
+    """``3950`` rather than ``3.95e+03``: bar labels stay short enough not to collide."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def _plain_log(ax) -> None:
     """Log axis labelled ``1``, ``10``, ``1e+03`` (no mathtext: much faster to render)."""
     ax.yaxis.set_major_formatter(lambda v, _p: f"{v:g}")
@@ -79,9 +84,9 @@ def gup_view(rows: Sequence[GupRow], *, title: str = "", params: Any = None) -> 
         ax_t.bar(i - 1.5 * w, mb, w, color=C_BEFORE, edgecolor="black", gid=f"model:before:{i}")
         ax_t.bar(i + 0.5 * w, ma, w, color=C_AFTER, edgecolor="black", gid=f"model:after:{i}")
         ax_t.text(i - 0.5 * w, max(mb, (r.measured_ms or (0, 0))[0]) * 1.15,
-                  f"{mb:.3g}→{ma:.3g}" + (f"\n({r.measured_ms[0]:g}→{r.measured_ms[1]:g})"
-                                          if r.measured_ms else ""),
-                  ha="center", va="bottom", fontsize=FONT - 2)
+                  f"{_ms(mb)}→\n{_ms(ma)}" + (f"\n({r.measured_ms[0]:g}→{r.measured_ms[1]:g})"
+                                              if r.measured_ms else ""),
+                  ha="center", va="bottom", fontsize=FONT - 2, linespacing=1.0)
         if r.measured_ms:
             ax_t.bar(i - 0.5 * w, r.measured_ms[0], w, color=C_BEFORE, edgecolor="black",
                      hatch="xx", alpha=0.55, gid=f"measured:before:{i}")

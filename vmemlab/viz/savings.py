@@ -118,7 +118,11 @@ def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] |
     kernels = list(kernels or KERNELS)
     ncol = min(3, len(arches))
     nrow = -(-len(arches) // ncol)
-    fig = new_figure(4.3 * ncol, 3.3 * nrow + 0.9)
+    # one panel alone is widened for its legend and title; its legend stacks in one column
+    legend_cols = 2 if ncol > 1 else 1
+    n_handles = len(kernels) + bool(current)
+    fig = new_figure(max(4.3 * ncol, 6.2),
+                     3.3 * nrow + 0.9 + (0.17 * n_handles if legend_cols == 1 else 0))
     axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False).ravel())
     for ax in axes[len(arches):]:
         ax.set_axis_off()
@@ -140,8 +144,11 @@ def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] |
             p = savings_point(arch, current["kernel"], int(current["order"]), map)
             ax.plot([p.order], [max(p.bytes_per_tib, 1)], marker="*", ms=14, color=C_REUSED,
                     mec="black", ls="none", zorder=5, gid="current")
+            # beside the star, on the side with more room: never up into the alignment labels
+            right = p.order <= (orders[0] + orders[-1]) / 2
             ax.annotate(f"{fmt_bytes(p.bytes_per_tib)}/TiB", (p.order, max(p.bytes_per_tib, 1)),
-                        xytext=(6, 8), textcoords="offset points", fontsize=FONT - 1,
+                        xytext=(9 if right else -9, 0), textcoords="offset points",
+                        ha="left" if right else "right", va="center", fontsize=FONT - 1,
                         color="black", weight="bold")
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(lambda v, _pos: fmt_bytes(v))
@@ -160,8 +167,8 @@ def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] |
         handles.append(Line2D([], [], color=C_REUSED, marker="*", ms=12, mec="black", ls="none",
                               label=f"current: {current['arch']} · {current['kernel']} · "
                                     f"order {current['order']}"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=FONT - 1,
-               frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=legend_cols,
+               fontsize=FONT - 1, frameon=False)
     fig.suptitle("vmemmap RAM (struct-page pages + PTE tables) per TiB of device memory\n"
                  "grey lines: device-dax alignments", fontsize=FONT + 2)
     return fig

@@ -92,13 +92,13 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
     if is_hvo_source(src):
         m, folio = src
         head, nr = int(folio.head_pfn), int(folio.nr_pages)
-        what = (f"HugeTLB page at pfn {head:#x}{' (HVO)' if folio.optimized else ''} — "
+        what = (f"HugeTLB page at pfn {head:#x}{' (HVO)' if folio.optimized else ''}\n"
                 f"{m.arch.name} · kernel {m.kernel.name}")
     else:
         m, pgmap = as_source(src)
         nr = pgmap_vmemmap_nr(pgmap)
         head = (pgmap.ranges[0][0] >> m.arch.page_shift) + index * nr
-        what = f"device-dax compound page #{index} — {source_label(m, pgmap)}"
+        what = f"device-dax compound page #{index}\n{source_label(m, pgmap)}"
     cols = struct_page_columns(head, nr, m.arch.STRUCT_PAGES_PER_PAGE)
     layout = P.layout_key(m.kernel)
     exact = P.struct_layout_name(m.kernel)
@@ -162,8 +162,10 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
     xs = np.concatenate(([0.0], np.cumsum(widths)))
     heights = np.array([1.4 if "\n" in "".join(r) else 1.0 for r in grid_text])
     ys = np.concatenate(([0.0], np.cumsum(heights)))
-    fig = ShownFigure(figsize=(1.9 * len(cols) + 2.4, 0.3 * ys[-1] + 1.0))
-    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, top=1 - 0.85 / (0.3 * ys[-1] + 1.0))
+    # wide enough for the two-line title and the three-line caption even with few columns
+    fig_h = 0.3 * ys[-1] + 1.35
+    fig = ShownFigure(figsize=(max(1.9 * len(cols) + 2.4, 6.6), fig_h))
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.005, top=1 - 1.2 / fig_h)
     ax = fig.add_subplot()
     ax.set_axis_off()
     # one artist for all cell backgrounds and borders, texts only where there is something
@@ -185,8 +187,8 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
     ax.set_ylim(ys[-1] + 0.05, -0.05)
     fig.suptitle(f"struct pages of {what}", fontsize=FONT + 2, weight="bold",
                  y=1 - 0.08 / fig.get_figheight(), va="top")
-    fig.text(0.5, 1 - 0.42 / fig.get_figheight(),
-             f"layout {layout!r}, read through the vmemmap with vmemlab.page.read_field · grey: "
-             "field not meaningful for that page\nvermillion: read through a vmemmap page "
+    fig.text(0.5, 1 - 0.47 / fig.get_figheight(),
+             f"layout {layout!r}, read through the vmemmap with vmemlab.page.read_field\n"
+             "grey: field not meaningful for that page\nvermillion: read through a vmemmap page "
              "several PTEs share", ha="center", va="top", fontsize=FONT)
     return fig

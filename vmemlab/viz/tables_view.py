@@ -91,9 +91,9 @@ def _arrow(ax: Axes, p0, p1, color: str, gid: str, label: str | None = None,
     ax.add_patch(FancyArrowPatch(p0, p1, arrowstyle="-|>", mutation_scale=10, color=color,
                                  lw=1.2, ls=ls, gid=gid, shrinkA=0, shrinkB=0))
     if label:
-        t = 0.12
-        ax.text(p0[0] + 0.04, p0[1] + t * (p1[1] - p0[1]), label, fontsize=FONT - 2,
-                ha="left", va="center", color=color,
+        t = 0.35  # far enough along that labels of arrows to adjacent frames do not touch
+        ax.text(p0[0] + 0.1 + t * (p1[0] - p0[0] - 0.2), p0[1] + t * (p1[1] - p0[1]), label,
+                fontsize=FONT - 2, ha="center", va="center", color=color,
                 bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6})
 
 

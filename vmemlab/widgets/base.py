@@ -3,18 +3,30 @@
 An :class:`Explorer` owns a *state* (a dict of control values).  :meth:`Explorer.render_static`
 computes the view of a state without any front-end (what notebooks print and nbval checks);
 :meth:`Explorer.update` does the same from the live controls and pushes the result into the
-widget (PNG images, an HTML summary).  Every :class:`~vmemlab.VmemlabError` the engine raises
-becomes a message in the widget, never a traceback.
+widget (SVG images with live text, an HTML summary).  Every :class:`~vmemlab.VmemlabError` the
+engine raises becomes a message in the widget, never a traceback; a value no control offers
+(``update(order='9')``, ``update(kernel='5.16')``) is refused with the
+:class:`~vmemlab.ParameterError` text and the previous state stays.
+
+Speed (issue 14, ``benchmarks/bench_widgets.py`` / ``bench_browser.py``): a rendered state
+(numbers + encoded figures, still drawn from the model) is kept per explorer in a small LRU
+cache, and once the user moves a control, a background thread renders the states one more
+control move can reach (nearest values of the control just moved first).  The model and
+matplotlib are not thread-safe, so every compute + encode holds :data:`RENDER_LOCK`.
 """
 
 from __future__ import annotations
 
 import html
+import numbers
+import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..arch import ARCHES, get_arch
@@ -22,7 +34,7 @@ from ..errors import ParameterError, VmemlabError
 from ..kernels import KERNELS
 from ..plan import Plan, plan
 from ..units import format_size
-from ..viz._style import to_png
+from ..viz._style import RENDER_LOCK, to_svg
 from ..viz.savings import explorable_orders
 
 SIZES = ("2M", "4M", "16M", "128M", "1G", "2G", "4G", "16G")
@@ -113,6 +125,134 @@ def check_order(arch: str, order: int) -> None:
                              f"{arch} (up to {format_size(1 << (orders[-1] + get_arch(arch).page_shift))})")
 
 
+#: CSS pixels per inch the live figures are shown at (SVG's natural size: 1 pt = 4/3 px)
+DISPLAY_DPI = 96
+#: rendered states kept per explorer (numbers + encoded figures)
+CACHE_STATES = 48
+#: states one control move away that the background thread renders ahead, at most
+AHEAD_STATES = 40
+
+
+@dataclass
+class Rendered:
+    """One state ready for the widget: its view, the figures encoded, the status HTML."""
+
+    view: View
+    images: tuple[bytes, ...]
+    widths: tuple[str, ...]
+    status: str
+    encode_seconds: float
+
+
+def state_key(state: dict[str, Any]) -> tuple:
+    """Hashable, order-independent key of a (validated) state."""
+    return tuple(sorted(state.items()))
+
+
+#: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
+IDLE_SECONDS = 1.0
+
+
+def _kernel_shell() -> Any:
+    """The IPython shell when running inside a Jupyter kernel (else ``None``: no front-end can
+    move a control, so there is nothing to render ahead for)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    ip = get_ipython()
+    return ip if ip is not None and getattr(ip, "kernel", None) is not None else None
+
+
+class _Ahead:
+    """One daemon thread rendering, while nobody waits, the states the user can reach next.
+
+    :meth:`submit` replaces the queue (only the latest interaction matters); each job renders
+    one state under :data:`RENDER_LOCK` unless it is cached already.  A job starts only when
+    no foreground update is in progress and no notebook cell has run for
+    :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top to bottom,
+    nbval -- never compete with it); a foreground update that finds its state uncached waits
+    for at most the one job in progress."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[tuple[Explorer, dict[str, Any]]] = deque()
+        self.cv = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.waiting = 0  # foreground updates in progress: the worker does not start a job
+        self.cells = 0  # notebook cells running now
+        self.last_cell = 0.0  # monotonic time the last cell finished
+        self._hooked = False
+
+    def hook(self, shell: Any) -> None:
+        """Follow ``shell``'s cell executions (IPython ``pre/post_run_cell`` events)."""
+        if self._hooked:
+            return
+        self._hooked = True
+
+        def pre(*_a: Any) -> None:
+            with self.cv:
+                self.cells += 1
+
+        def post(*_a: Any) -> None:
+            with self.cv:
+                self.cells = max(0, self.cells - 1)
+                self.last_cell = time.monotonic()
+                self.cv.notify()
+
+        shell.events.register("pre_run_cell", pre)
+        shell.events.register("post_run_cell", post)
+        # the cell that displays the explorer is running right now
+        self.cells += 1
+
+    def _idle(self) -> bool:
+        return (not self.waiting and not self.cells
+                and time.monotonic() - self.last_cell >= IDLE_SECONDS)
+
+    def submit(self, ex: Explorer, states: list[dict[str, Any]], replace: bool = True) -> None:
+        with self.cv:
+            if replace:
+                self.jobs.clear()
+            self.jobs.extend((ex, s) for s in states)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="vmemlab-ahead",
+                                               daemon=True)
+                self.thread.start()
+            self.cv.notify()
+
+    def cancel(self) -> None:
+        with self.cv:
+            self.jobs.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self.cv:
+                while not self.jobs or not self._idle():
+                    self.cv.wait(0.05)
+                ex, st = self.jobs.popleft()
+            try:
+                ex._rendered(st)
+            except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
+                pass
+
+    def foreground(self) -> Any:
+        ahead = self
+
+        class _Fg:
+            def __enter__(self) -> None:
+                with ahead.cv:
+                    ahead.waiting += 1
+
+            def __exit__(self, *exc: object) -> None:
+                with ahead.cv:
+                    ahead.waiting -= 1
+                    ahead.cv.notify()
+
+        return _Fg()
+
+
+AHEAD = _Ahead()
+
+
 class Explorer:
     """Base class: subclasses set ``CONTROLS`` / ``DEFAULTS`` and implement :meth:`compute`."""
 
@@ -121,41 +261,138 @@ class Explorer:
     CONTROLS: tuple[str, ...] = ("arch", "kernel", "align", "order", "map", "size", "strict")
     DEFAULTS: dict[str, Any] = {"arch": "x86_64", "kernel": "6.6", "order": 9, "map": "mem",
                                 "size": "1G", "strict": False}
+    #: values of explorer-specific controls (toggle buttons)
+    OPTIONS: dict[str, tuple[Any, ...]] = {}
     #: the control swept by the benchmark and the combination tests
     SLIDER = "order"
-    DPI = 72
+    #: render ahead the states one control move away, once the user has moved a control
+    LOOK_AHEAD = True
 
     def __init__(self, **state: Any) -> None:
-        self.state = {k: v for k, v in self.DEFAULTS.items()}
-        self.state.update(state)
+        #: a refusal of the constructor's state, shown by the widget above the defaults
+        self._refused: str | None = None
+        try:
+            self.state = self.validate({**self.DEFAULTS, **state})
+        except ParameterError as e:
+            self.state = dict(self.DEFAULTS)
+            self._refused = f"Not possible: {e}; showing the defaults"
         self._ui: Any = None
         self._syncing = False
+        self._live = False  # set by the first control the user moves
+        self._cache: OrderedDict[tuple, Rendered] = OrderedDict()
         self.last: View | None = None
-        #: seconds the last :meth:`_show` spent rasterising figures to PNG
+        #: seconds the last :meth:`update` spent encoding figures (0 when it came from the cache)
         self.last_png_seconds = 0.0
+        #: whether the last :meth:`update` was served from the cache
+        self.last_cached = False
 
     # -- model ----------------------------------------------------------------------------
     def compute(self, **state: Any) -> View:
         """The view of ``state``; may raise :class:`~vmemlab.VmemlabError`."""
         raise NotImplementedError
 
-    def render_static(self, **state: Any) -> View:
-        """Render ``state`` (defaults for what is not given) without a front-end; engine
-        refusals come back as ``View.message``."""
-        st = {**self.DEFAULTS, **state}
-        unknown = set(st) - set(self.DEFAULTS)
+    def control_values(self, name: str, state: dict[str, Any]) -> list[Any] | None:
+        """The values control ``name`` offers in ``state`` (``None``: not a control)."""
+        if name in self.OPTIONS:
+            return list(self.OPTIONS[name])
+        if name == "arch":
+            return list(ARCHES)
+        if name == "kernel":
+            return list(KERNELS)
+        if name == "order":
+            return explorable_orders(state["arch"]) if state.get("arch") in ARCHES else None
+        if name == "map":
+            return list(MAPS)
+        if name == "size":
+            return list(SIZES)
+        if name == "strict":
+            return [False, True]
+        return None
+
+    def validate(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with every value one its control offers (numpy integers and booleans
+        become Python ones), or a :class:`ParameterError` naming the first that is not."""
+        unknown = set(state) - set(self.DEFAULTS)
+        if unknown:
+            raise ParameterError("state", sorted(unknown),
+                                 f"controls of {type(self).__name__}: " + ", ".join(self.DEFAULTS))
+        out: dict[str, Any] = {}
+        for name in self.DEFAULTS:  # arch before order: the order's range depends on it
+            v = state[name]
+            if name == "order" and "order" not in self.OPTIONS:
+                if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+                    raise ParameterError("order", v, "an integer page order")
+                v = int(v)
+                check_order(out["arch"], v)
+            elif name == "strict":
+                if not isinstance(v, (bool, np.bool_)):
+                    raise ParameterError("strict", v, "True or False")
+                v = bool(v)
+            else:
+                allowed = self.control_values(name, out)
+                if allowed is not None and not any(type(v) is type(a) and v == a
+                                                   for a in allowed):
+                    raise ParameterError(name, v, "one of " + ", ".join(map(str, allowed)))
+            out[name] = v
+        return out
+
+    def _view(self, state: dict[str, Any]) -> View:
         t0 = time.perf_counter()
         try:
-            if unknown:
-                raise ParameterError("state", sorted(unknown),
-                                     f"controls of {type(self).__name__}: "
-                                     + ", ".join(self.DEFAULTS))
-            view = self.compute(**st)
+            view = self.compute(**self.validate(state))
         except VmemlabError as e:
-            view = View(st, message=f"Not possible: {e}")
+            view = View(dict(state), message=f"Not possible: {e}")
         view.seconds = time.perf_counter() - t0
+        return view
+
+    def render_static(self, **state: Any) -> View:
+        """Render ``state`` (defaults for what is not given) without a front-end; refusals
+        (a value no control offers, a configuration the kernel refuses) come back as
+        ``View.message``."""
+        with RENDER_LOCK:
+            view = self._view({**self.DEFAULTS, **state})
         self.last = view
         return view
+
+    def _rendered(self, state: dict[str, Any]) -> Rendered:
+        """The cached rendering of validated ``state``, computed and encoded on a miss."""
+        key = state_key(state)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        with RENDER_LOCK:
+            hit = self._cache.get(key)  # the look-ahead may have finished it meanwhile
+            if hit is not None:
+                return hit
+            view = self._view(state)
+            t0 = time.perf_counter()
+            images = tuple(to_svg(f) for f in view.figures)
+            enc = time.perf_counter() - t0
+        r = Rendered(view, images,
+                     tuple(f"{round(f.get_figwidth() * DISPLAY_DPI)}px" for f in view.figures),
+                     self._status_html(view), enc)
+        self._cache[key] = r
+        while len(self._cache) > CACHE_STATES:
+            self._cache.popitem(last=False)
+        return r
+
+    @staticmethod
+    def _status_html(view: View, refused: str | None = None) -> str:
+        key = html.escape(",".join(f"{k}={v}" for k, v in view.state.items()), quote=True)
+        parts = [f"<div class='vmemlab-status' data-state='{key}'>"]
+        if refused:
+            parts.append(f"<div class='vmemlab-refused' style='color:#B35806;border:1px solid "
+                         f"#D55E00;padding:4px;margin-bottom:4px'><b>{html.escape(refused)}</b>"
+                         "</div>")
+        if view.message:
+            parts.append(f"<div style='color:#B35806;border:1px solid #D55E00;padding:4px'>"
+                         f"<b>{html.escape(view.message)}</b></div>")
+        else:
+            rows = "".join(f"<tr><td>{html.escape(k)}</td><td><b>{html.escape(str(v))}</b>"
+                           f"</td></tr>" for k, v in view.numbers.items())
+            parts.append(f"<table>{rows}</table>")
+            parts += [f"<div><i>{html.escape(n)}</i></div>" for n in view.notes]
+        return "".join(parts) + "</div>"
 
     # -- widgets --------------------------------------------------------------------------
     def _make_controls(self) -> dict[str, Any]:
@@ -165,32 +402,39 @@ class Explorer:
         arch = s.get("arch", "x86_64")
         orders = explorable_orders(arch) if arch in ARCHES else [0]
         c: dict[str, Any] = {}
-        lay = w.Layout(width="auto")
+        # every label and button as wide as its text needs (no "m…" / "ot…")
+        label = {"description_width": "initial"}
+        buttons = {"description_width": "initial", "button_width": "auto"}
         if "arch" in self.CONTROLS:
-            c["arch"] = w.Dropdown(options=list(ARCHES), value=arch, description="arch")
+            c["arch"] = w.Dropdown(options=list(ARCHES), value=arch, description="arch",
+                                   style=label, layout=w.Layout(width="max-content"))
         if "kernel" in self.CONTROLS:
             c["kernel"] = w.Dropdown(options=list(KERNELS), value=s["kernel"],
-                                     description="kernel")
+                                     description="kernel", style=label,
+                                     layout=w.Layout(width="max-content"))
         if "align" in self.CONTROLS:
             c["align"] = w.ToggleButtons(options=align_presets(arch) + [("other", -1)],
                                          value=s["order"] if s["order"] in dict(
                                              align_presets(arch)).values() else -1,
-                                         description="dax align", style={"button_width": "52px"})
+                                         description="dax align", style=buttons)
         if "order" in self.CONTROLS:
             c["order"] = w.IntSlider(min=orders[0], max=orders[-1],
                                      value=min(max(s["order"], orders[0]), orders[-1]),
-                                     description="page order", continuous_update=False)
+                                     description="page order", continuous_update=False,
+                                     style=label)
         if "map" in self.CONTROLS:
             c["map"] = w.ToggleButtons(options=list(MAPS), value=s["map"], description="map",
-                                       style={"button_width": "52px"})
+                                       style=buttons)
         if "size" in self.CONTROLS:
-            c["size"] = w.Dropdown(options=list(SIZES), value=s["size"], description="namespace")
+            c["size"] = w.Dropdown(options=list(SIZES), value=s["size"], description="namespace",
+                                   style=label, layout=w.Layout(width="max-content"))
         if "strict" in self.CONTROLS:
             c["strict"] = w.Checkbox(value=s["strict"], description="device-dax aligns only",
-                                     layout=lay, indent=False)
-        for name, opts in getattr(self, "OPTIONS", {}).items():
+                                     layout=w.Layout(width="max-content"), indent=False)
+        for name, opts in self.OPTIONS.items():
             if name in self.CONTROLS and name not in c:
-                c[name] = w.ToggleButtons(options=list(opts), value=s[name], description=name)
+                c[name] = w.ToggleButtons(options=list(opts), value=s[name], description=name,
+                                          style=buttons)
         for name, ctl in c.items():
             ctl.observe(lambda ch, n=name: self._on_change(n, ch["new"]), names="value")
         return c
@@ -202,6 +446,7 @@ class Explorer:
             if value == -1:
                 return
             name = "order"
+        self._live = True
         self.update(**{name: value})
 
     def _sync_controls(self) -> None:
@@ -222,47 +467,106 @@ class Explorer:
                 presets = align_presets(arch)
                 c["align"].options = presets + [("other", -1)]
                 c["align"].value = s["order"] if s["order"] in dict(presets).values() else -1
-            for k in ("arch", "kernel", "map", "size", "strict", *getattr(self, "OPTIONS", {})):
+            for k in ("arch", "kernel", "map", "size", "strict", *self.OPTIONS):
                 if k in c and k in s and c[k].value != s[k]:
                     c[k].value = s[k]
         finally:
             self._syncing = False
 
+    def _clamped(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Changing the arch clamps the order into the new arch's range (as the slider
+        would)."""
+        st = dict(state)
+        if (st.get("arch") in ARCHES and "order" in st and "order" not in self.OPTIONS
+                and isinstance(st["order"], numbers.Integral)):
+            orders = explorable_orders(st["arch"])
+            st["order"] = min(max(int(st["order"]), orders[0]), orders[-1])
+        return st
+
     def update(self, **changes: Any) -> View:
         """Apply control changes, recompute, redraw.  Changing the arch clamps the order into
-        the new arch's range (the slider would do the same)."""
-        self.state.update(changes)
-        if "arch" in changes and "order" in self.state and self.state["arch"] in ARCHES:
-            orders = explorable_orders(self.state["arch"])
-            self.state["order"] = min(max(self.state["order"], orders[0]), orders[-1])
-        view = self.render_static(**self.state)
+        the new arch's range (the slider would do the same).
+
+        A value no control offers (``order='9'``, ``kernel='5.16'``, an unknown control) is
+        refused: the returned view carries the :class:`ParameterError` text, the widget shows
+        it above the figures of the state it keeps, and the next update starts from that
+        state.  A configuration the kernel refuses is a state like any other (its message is
+        shown; a control move gets out of it)."""
+        cand = {**self.state, **changes}
+        if "arch" in changes:
+            cand = self._clamped(cand)
+        try:
+            state = self.validate(cand)
+        except ParameterError as e:
+            view = View(cand, message=f"Not possible: {e}; kept "
+                        + ", ".join(f"{k}={v}" for k, v in self.state.items()))
+            self._sync_controls()  # the controls go back to the kept state
+            if self._ui is not None:
+                self.status.value = (self._status_html(self.last, refused=view.message)
+                                     if self.last is not None else self._status_html(view))
+            return view
+        with AHEAD.foreground():
+            self.last_cached = state_key(state) in self._cache
+            r = self._rendered(state)
+        self.state = state
+        self.last = r.view
+        self.last_png_seconds = 0.0 if self.last_cached else r.encode_seconds
         self._sync_controls()
         if self._ui is not None:
-            self._show(view)
-        return view
+            self._show(r)
+            if self._refused:
+                self.status.value = self._status_html(r.view, refused=self._refused)
+                self._refused = None
+        if self._live and self.LOOK_AHEAD and _kernel_shell() is not None:
+            AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
+        return r.view
 
-    def _show(self, view: View) -> None:
+    def reachable(self, state: dict[str, Any], first: list[str] | None = None
+                  ) -> list[dict[str, Any]]:
+        """States one control move away from ``state``, nearest first: the neighbours of the
+        controls in ``first`` (the one just moved), then a round over every control."""
+        per: list[list[dict[str, Any]]] = []
+        names = [*(first or []), *(k for k in state if k not in (first or []))]
+        for name in names:
+            vals = self.control_values(name, state)
+            if not vals or state[name] not in vals:
+                continue
+            i = vals.index(state[name])
+            seq = sorted((j for j in range(len(vals)) if j != i),
+                         key=lambda j: (abs(j - i), j < i))
+            per.append([self._clamped({**state, name: vals[j]}) for j in seq])
+            if name == "order" and "align" in self.CONTROLS and state.get("arch") in ARCHES:
+                # the dax-align buttons jump the order to the presets
+                per.append([{**state, "order": o} for _, o in align_presets(state["arch"])
+                            if o != state["order"]])
+        out: list[dict[str, Any]] = []
+        seen = {state_key(state)}
+        take = [2] * (len(first or []) > 0) + [1] * len(per)
+        while any(per) and len(out) < AHEAD_STATES:
+            for k, lst in enumerate(per):
+                for _ in range(take[k] if k < len(take) else 1):
+                    if lst:
+                        st = lst.pop(0)
+                        if state_key(st) not in seen:
+                            seen.add(state_key(st))
+                            out.append(st)
+        return out[:AHEAD_STATES]
+
+    def _show(self, r: Rendered) -> None:
         import ipywidgets as w
 
-        self.last_png_seconds = 0.0
-        if view.message:
-            self.status.value = (f"<div style='color:#B35806;border:1px solid #D55E00;"
-                                 f"padding:4px'><b>{html.escape(view.message)}</b></div>")
-            self.images.children = ()
-            return
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td><b>{html.escape(str(v))}</b></td></tr>"
-                       for k, v in view.numbers.items())
-        notes = "".join(f"<div><i>{html.escape(n)}</i></div>" for n in view.notes)
-        self.status.value = f"<table>{rows}</table>{notes}"
         imgs = list(self.images.children)
-        while len(imgs) < len(view.figures):
-            imgs.append(w.Image(format="png"))
-        imgs = imgs[: len(view.figures)]
-        t0 = time.perf_counter()
-        for img, fig in zip(imgs, view.figures):
-            img.value = to_png(fig, dpi=self.DPI)
-        self.last_png_seconds = time.perf_counter() - t0
+        while len(imgs) < len(r.images):
+            imgs.append(w.Image(format="svg+xml",
+                                layout=w.Layout(max_width="100%", height="auto")))
+        imgs = imgs[: len(r.images)]
+        for img, data, width in zip(imgs, r.images, r.widths):
+            img.value = data
+            if img.layout.width != width:
+                img.layout.width = width
         self.images.children = tuple(imgs)
+        # the status goes last: when it shows this state, the figures sent before it are in
+        self.status.value = r.status
 
     @property
     def ui(self) -> Any:
@@ -280,6 +584,13 @@ class Explorer:
                                       layout=w.Layout(flex_flow="row wrap")),
                                self.status, self.images])
             self.update()
+            shell = _kernel_shell()
+            if shell is not None and self.LOOK_AHEAD:
+                # in a kernel a front-end may show the widget: render ahead once it is idle
+                AHEAD.hook(shell)
+                self._live = True
+                AHEAD.submit(self, self.reachable(self.state, first=[self.SLIDER]),
+                             replace=False)
         return self._ui
 
     def _ipython_display_(self) -> None:  # pragma: no cover - needs IPython
@@ -289,6 +600,4 @@ class Explorer:
 
     def slider_values(self) -> list[Any]:
         """Values of :attr:`SLIDER` for the current state (what the benchmark sweeps)."""
-        if self.SLIDER == "order":
-            return explorable_orders(self.state.get("arch", "x86_64"))
-        return list(self.OPTIONS[self.SLIDER])  # type: ignore[attr-defined]
+        return self.control_values(self.SLIDER, self.state) or []

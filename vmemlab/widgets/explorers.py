@@ -263,18 +263,24 @@ class GupExplorer(Explorer):
     def _make_controls(self) -> dict[str, Any]:
         import ipywidgets as w
 
+        label = {"description_width": "initial"}
+        buttons = {"description_width": "initial", "button_width": "auto"}
         c = {"kernel": w.Dropdown(options=list(self.OPTIONS["kernel"]),
-                                  value=self.state["kernel"], description="after"),
+                                  value=self.state["kernel"], description="after",
+                                  style=label, layout=w.Layout(width="max-content")),
              "align": w.ToggleButtons(options=list(self.OPTIONS["align"]),
-                                      value=self.state["align"], description="dax align"),
+                                      value=self.state["align"], description="dax align",
+                                      style=buttons),
              "size": w.ToggleButtons(options=list(self.OPTIONS["size"]),
-                                     value=self.state["size"], description="mapping")}
+                                     value=self.state["size"], description="mapping",
+                                     style=buttons)}
         for name, ctl in c.items():
             ctl.observe(lambda ch, n=name: self._on_change(n, ch["new"]), names="value")
         return c
 
     def _on_change(self, name: str, value: Any) -> None:
         if not self._syncing:
+            self._live = True
             self.update(**{name: value})
 
     def _sync_controls(self) -> None:
