@@ -138,9 +138,43 @@ def test_arm64_has_no_hvo_in_the_model():
 
 
 def test_boot_and_runtime_same_arithmetic():
-    b, r = plan_hugetlb("1G:2", when="boot"), plan_hugetlb("1G:2", when="runtime")
+    # 6.12.117 has the memmap counters (6.11+), so the plans carry a vmstat row
+    b = plan_hugetlb("1G:2", kernel="6.12.117", when="boot")
+    r = plan_hugetlb("1G:2", kernel="6.12.117", when="runtime")
     assert b.ram_pages == r.ram_pages and b.vmstat_delta == r.vmstat_delta
     assert "already in boot values" in b.table() and "on allocation" in r.table()
+    # 6.6 (the default) has no nr_memmap_pages / nr_memmap_boot_pages (kernel-facts §0a 7)
+    b6, r6 = plan_hugetlb("1G:2", when="boot"), plan_hugetlb("1G:2", when="runtime")
+    assert b6.ram_pages == r6.ram_pages == b.ram_pages
+    assert b6.vmstat_delta == r6.vmstat_delta == {}
+    assert "vmstat" not in b6.table() and "vmstat" not in r6.table()
+
+
+def test_mm_2026_shared_tail_page_once_per_zone_and_order():
+    """The 2026 rework (vmemlab/vmemmap_optimization.py, mm/hugetlb_vmemmap.c at 0454b15e9bbd):
+    HVO frees all 8 vmemmap pages of a 2 MiB page, allocates a head copy, and maps the other 7
+    PTEs onto the zone's shared tail page for order 9, allocated by the first page only.  By
+    arithmetic: the first page in a region saves 8 - 1 (copy) - 1 (shared tail) - 1 (PTE table
+    of the split PMD leaf) = 5, a page in another region later 8 - 1 - 1 = 6."""
+    m = Machine("x86_64", "mm-2026", ram="512M")
+    fs = [alloc_hugetlb_folio(m, "2M") for _ in range(200)]
+    far = next(f for f in fs if (f.head_pfn << 12) // REGION != (fs[0].head_pfn << 12) // REGION)
+    saved = []
+    for f in (fs[0], far):
+        before = m.ram.used
+        hugetlb_vmemmap_optimize(m, f)
+        saved.append(before - m.ram.used)
+    first = plan_hugetlb("2M:1", kernel="mm-2026")
+    later = plan_hugetlb("2M:1", kernel="mm-2026", shared_tail_allocated=True)
+    assert saved == [first.saved_pages["packed"], later.saved_pages["packed"]] == [5, 6]
+    assert (first.shared_tail_pages, later.shared_tail_pages) == (1, 0)
+    # one shared page for the whole pool: 64 packed pages in one region keep 64 + 1 + 1
+    assert plan_hugetlb("2M:64", kernel="mm-2026").ram_pages["packed"] == 66
+    # the per-page arithmetic is 6.12.117's: the same vmstat moves, one page less saved
+    assert (plan_hugetlb("2M:64", kernel="mm-2026").vmstat_delta
+            == plan_hugetlb("2M:64", kernel="6.12.117").vmstat_delta)
+    with pytest.raises(ParameterError, match="always copies the head"):
+        plan_hugetlb("2M:1", kernel="mm-2026", head_copy=False)
 
 
 def test_sizes_per_arch():
@@ -172,11 +206,16 @@ def test_parse_pool():
 @pytest.mark.parametrize("arch,ram", [("x86_64", "1G"), ("x86_64", "3G"), ("arm64-64k", "2G"),
                                       ("arm64-16k", "1G")])
 def test_boot_memmap_matches_engine(arch, ram):
-    m = Machine(arch, "6.6", ram=ram)
+    # 6.12: nr_memmap_boot_pages (6.11+) counts the boot memmap's data pages, not its tables
+    m = Machine(arch, "6.12", ram=ram)
     u = m.usage()
     b = boot_memmap_pages(ram, arch)
     assert b["data"] == u["ram_data_pages"] == m.vmstat["nr_memmap_boot_pages"]
     assert b["pagetables"] == u["ram_pagetable_pages"]
+    # 6.6 boots the same memmap and has no counter (kernel-facts §0a 7)
+    m6 = Machine(arch, "6.6", ram=ram)
+    assert m6.usage()["ram_data_pages"] == b["data"]
+    assert m6.vmstat.get("nr_memmap_boot_pages", 0) == 0
 
 
 @pytest.mark.parametrize("kernel", ["6.6", "5.17"])

@@ -136,10 +136,13 @@ def test_arm64_4k_partial_section_per_version(kernel, pmd_leaves):
 
 def test_memmap_counter_only_from_6_11():
     """kernel-facts §0a 7: nr_memmap_pages/nr_memmap_boot_pages exist from 6.11; 6.6.87 has
-    none, and neither has 6.1.192 (no NR_MEMMAP in include/linux/mmzone.h or mm/vmstat.c)."""
+    none, and neither has 6.1.192 (no NR_MEMMAP in include/linux/mmzone.h or mm/vmstat.c).
+    mm-2026 is the 2026 mm tree (linux-next, 7.3-rc era), whose mm/sparse-vmemmap.c at
+    028871b824fd moves nr_memmap_pages by section_nr_vmemmap_pages (vmemlab/vmemmap_optimization.py):
+    it has the counter."""
     assert {k: v.memmap_counter for k, v in vmemlab.KERNELS.items()} == {
         "v3": False, "5.17": False, "5.19": False, "6.1": False, "6.6": False, "6.12": True,
-        "6.12.117": True}
+        "6.12.117": True, "mm-2026": True}
 
 
 def test_tail_mapping_value():

@@ -8,6 +8,11 @@ in :mod:`vmemlab.hugetlb_vmemmap`) changes is how much of that memmap stays:
   vmemmap pages (8 for 2 MiB, 4096 for 1 GiB on x86_64);
 * with HVO it keeps ``kernel.hvo_reserve_pages`` of them (1 from 5.18, 2 in 5.14-5.17; the 6.2+
   head copy replaces page 0 by a new page, so still 1) and frees the rest;
+* in the 2026 shared-tail rework (variant ``mm-2026``, :mod:`vmemlab.vmemmap_optimization`) it
+  frees all ``V`` pages, keeps a new copy of the head vmemmap page, and maps the other ``V - 1``
+  PTEs onto the zone's shared tail page for the page's order (``vmemmap_shared_tail_page``),
+  which the pool's first optimised page allocates and every later one reuses: one page more
+  for the whole pool (``shared_tail_pages``), not per page;
 * but it first splits every PMD leaf of the vmemmap the page's remapped range touches
   (``vmemmap_split_pmd``): one PTE table per 2 MiB of vmemmap VA, i.e. per **region** of
   ``PMD_SIZE / sizeof(struct page) * PAGE_SIZE`` bytes of RAM (128 MiB on x86_64: a section).
@@ -126,6 +131,10 @@ class HugetlbPlan:
     #: boot-memmap pages HVO gives back (``free_vmemmap_page`` -> ``free_bootmem_page`` for
     #: PageReserved pages): /proc/meminfo MemTotal grows by them, on every kernel with HVO
     boot_pages_freed: int = 0
+    #: 2026 rework (``mm-2026``): the zone's shared tail page for this order
+    #: (``vmemmap_shared_tail_page``), allocated by the first optimised page of the pool and kept
+    #: for the life of the zone: 1 for a pool of a size the zone has not optimised yet, else 0
+    shared_tail_pages: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as plain data."""
@@ -149,7 +158,9 @@ class HugetlbPlan:
             ("struct pages", f"{self.count * (self.hugepage_size // ps)} "
                              f"({format_size(self.struct_page_bytes)})"),
             ("vmemmap without HVO", pages(self.without_hvo_pages)),
-            ("vmemmap kept", f"{self.kept_pages} ({self.kept_per_page} per page)"),
+            ("vmemmap kept", f"{self.kept_pages} ({self.kept_per_page} per page)"
+             + (f" + {self.shared_tail_pages} shared tail page" if self.shared_tail_pages
+                else "")),
             (f"PTE tables for PMD splits ({pl})", str(self.split_pte_tables[pl])),
             (f"  range: {other}", str(self.split_pte_tables[other])),
             (f"RAM for the pool's struct pages ({pl})", pages(self.ram_pages[pl])),
@@ -190,7 +201,8 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
                  kernel: str | Kernel = "6.6", hvo: bool = True, when: str = "runtime",
                  ram: int | str | None = None, placement: str = "packed",
                  gbpages: bool = True, head_copy: bool | None = None,
-                 heads: list[int] | None = None) -> HugetlbPlan:
+                 heads: list[int] | None = None,
+                 shared_tail_allocated: bool = False) -> HugetlbPlan:
     """Struct-page cost of a HugeTLB pool (``"2M:1024"``), with HVO on or off.
 
     :param pool: ``SIZE:COUNT`` or ``(size, count)``
@@ -199,9 +211,12 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
     :param ram: the machine's RAM: refuses pools larger than it; bounds the spread placement
     :param placement: which end of the range is the headline figure (``packed`` or ``spread``)
     :param gbpages: x86_64 CPU has pdpe1gb (1 GiB HugeTLB pages exist only then)
-    :param head_copy: 6.2+ head copy (default: on for folio-layout kernels, as the engine)
+    :param head_copy: 6.2+ head copy (default: the variant's ``hvo_head_copy``, as the engine;
+        the 2026 rework always copies the head)
     :param heads: the pages' head pfns where known (``/proc/kpageflags`` of a real machine):
         adds a ``"measured"`` placement, the PMD leaves those pages' vmemmap really spans
+    :param shared_tail_allocated: ``mm-2026`` only: the zone already has the shared tail page
+        of this order (an earlier pool of the same size was optimised), so none is allocated
     """
     a, k = get_arch(arch), get_kernel(kernel)
     size, n = parse_pool(pool)
@@ -228,11 +243,17 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
     region = (a.PMD_SIZE // sps) * ps if a.vmemmap_hugepages else 0
     if optimised:
         reserve = k.hvo_reserve_pages
-        hc = (reserve == 1 and k.layout == "folio") if head_copy is None else head_copy
+        hc = (reserve == 1 and k.hvo_head_copy) if head_copy is None else head_copy
+        if k.shared_tail and not hc:
+            # mm/hugetlb_vmemmap.c of the rework: the first PTE always maps a new head copy
+            raise ParameterError("head_copy", head_copy, "True or None: the 2026 shared-tail "
+                                 "HVO always copies the head vmemmap page")
         if hc and reserve != 1:
             raise ParameterError("head_copy", head_copy, "False: the 6.2 head copy needs 5.18+ "
                                  "HVO (one kept vmemmap page)")
         kept, freed = n * reserve, n * (vmemmap - reserve)
+        # vmemmap_shared_tail_page(h->order, folio_zone(folio)): allocated once per zone+order
+        shared = 1 if k.shared_tail and n and not shared_tail_allocated else 0
         if region == 0:                     # vmemmap mapped with base pages: nothing to split
             per_region, per_page, splits = 0, 0, {"packed": 0, "spread": 0}
         elif size >= region:
@@ -250,7 +271,7 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
         else:
             delta = {}
     else:
-        hc, kept, freed = False, without, 0
+        hc, kept, freed, shared = False, without, 0, 0
         per_region = region // size if region and size < region else 0
         per_page = (size // region if size >= region else 1) if region else 0
         splits = {"packed": 0, "spread": 0}
@@ -264,7 +285,7 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
             splits["measured"] = len({r + i for r in first for i in range(per)})
         else:
             splits["measured"] = 0
-    ram_pages = {p: kept + v for p, v in splits.items()}
+    ram_pages = {p: kept + shared + v for p, v in splits.items()}
     return HugetlbPlan(
         arch=a.name, kernel=k.name, page_size=ps, hugepage_size=size, count=n, when=when,
         hvo=hvo, optimised=optimised, why_not=why, head_copy=hc, struct_page_bytes=sp_bytes,
@@ -275,7 +296,7 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
         ram_pages=ram_pages, saved_pages={p: without - v for p, v in ram_pages.items()},
         vmstat_delta=delta, placement=placement,
         restore_vmstat_delta={"nr_memmap_pages": freed} if delta else {},
-        boot_pages_freed=freed + (n if hc else 0))
+        boot_pages_freed=freed + (n if hc else 0), shared_tail_pages=shared)
 
 
 def boot_memmap_pages(ram: int | str, arch: str | Arch = "x86_64") -> dict[str, int]:

@@ -90,7 +90,9 @@ def savings_point(arch: str, kernel: str, order: int, map: str = "mem") -> Savin
 
     return SavingsPoint(arch, kernel, order, map, chunk, start, p1.optimised,
                         ext(p1.ram_data_pages, p2.ram_data_pages),
-                        ext(p1.pagetables.get("pte", 0), p2.pagetables.get("pte", 0)),
+                        # page-table *pages* as the planner counts them (ppc64's 256-byte PTE
+                        # tables are fragments of shared pages, not a page each)
+                        ext(p1.ram_pagetable_pages, p2.ram_pagetable_pages),
                         ext(p1.struct_pages_initialised, p2.struct_pages_initialised),
                         a.PAGE_SIZE)
 
