@@ -41,6 +41,21 @@ def test_hugetlb_lines_match_plan_hugetlb(big):
     assert ls[("HugeTLB 4 x 1G", "vmemmap freed by HVO")]["packed"] == -hp.freed_pages
 
 
+def test_mm_2026_one_shared_tail_page_per_order():
+    """The 2026 rework (vmemlab/vmemmap_optimization.py): HVO maps tails onto one shared page
+    per zone and order, so a machine with two 2 MiB pools and a 1 GiB pool has two of them:
+    the first 2 MiB pool makes the order-9 page, the 1 GiB pool the order-18 page, the second
+    2 MiB pool none.  Everything else is 6.12.117's per-page arithmetic."""
+    mp = plan_machine("64G", hugetlb=["2M:1024", "1G:4", "2M:8"], kernel="mm-2026")
+    ls = lines(mp)
+    tail = "HVO's shared tail page (2026 rework)"
+    assert {k[0]: v["packed"] for k, v in ls.items() if k[1] == tail} == {
+        "HugeTLB 1024 x 2M": 1, "HugeTLB 4 x 1G": 1}
+    same = plan_machine("64G", hugetlb=["2M:1024", "1G:4", "2M:8"], kernel="6.12.117")
+    assert mp.total_pages["packed"] - same.total_pages["packed"] == 2
+    assert tail not in {w for _, w in lines(same)}
+
+
 def test_namespace_line_equals_a_lone_plan(big):
     ls = lines(big)
     lone = vmemlab.plan("1T", "2M", start=512 * GiB)

@@ -24,7 +24,7 @@ from typing import Any
 from .arch import get_arch
 from .direct_map import VARIANTS, DirectMap
 from .errors import KernelError, ParameterError
-from .hugetlb_plan import PLACEMENTS, HugetlbPlan, boot_memmap_pages, plan_hugetlb
+from .hugetlb_plan import PLACEMENTS, HugetlbPlan, boot_memmap_pages, parse_pool, plan_hugetlb
 from .kernels import get_kernel
 from .machine import Machine
 from .units import GiB, format_size, parse_size
@@ -155,14 +155,22 @@ def plan_machine(ram: int | str, namespaces: list[str | tuple] | tuple = (),
     mp.lines.append(Line("System RAM", "boot memmap (struct pages)", _both(boot["data"])))
     mp.lines.append(Line("System RAM", "vmemmap page tables", _both(boot["pagetables"])))
     pool_bytes = 0
+    tails: set[int] = set()      # orders whose shared tail page (mm-2026) an earlier pool made
     for spec in pools:
-        hp: HugetlbPlan = plan_hugetlb(spec, a, k, hvo, when, ram_b, placement, gbpages)
+        hp: HugetlbPlan = plan_hugetlb(spec, a, k, hvo, when, ram_b, placement, gbpages,
+                                       shared_tail_allocated=parse_pool(spec)[0] in tails)
+        if hp.shared_tail_pages:
+            tails.add(hp.hugepage_size)
         pool_bytes += hp.pool_bytes
         name = f"HugeTLB {hp.count} x {format_size(hp.hugepage_size)}"
         mp.hugetlb.append(hp.to_dict())
         note = "" if hp.optimised or not hvo else f"HVO off: {hp.why_not}"
         mp.lines.append(Line(name, "vmemmap freed by HVO", _both(-hp.freed_pages), note))
         mp.lines.append(Line(name, "PTE tables of HVO's PMD splits", dict(hp.split_pte_tables)))
+        if hp.shared_tail_pages:
+            # vmemmap_shared_tail_page(order, zone): one per zone and order, kept by the zone
+            mp.lines.append(Line(name, "HVO's shared tail page (2026 rework)",
+                                 _both(hp.shared_tail_pages)))
     if pool_bytes > ram_b:
         raise ParameterError("hugetlb", pools, f"pools of {format_size(pool_bytes)} in all, "
                              f"more than the {format_size(ram_b)} of RAM")

@@ -90,11 +90,18 @@ def savings_point(arch: str, kernel: str, order: int, map: str = "mem") -> Savin
 
     return SavingsPoint(arch, kernel, order, map, chunk, start, p1.optimised,
                         ext(p1.ram_data_pages, p2.ram_data_pages),
-                        # page-table *pages* as the planner counts them (ppc64's 256-byte PTE
-                        # tables are fragments of shared pages, not a page each)
-                        ext(p1.ram_pagetable_pages, p2.ram_pagetable_pages),
+                        _pte_table_pages(a, ext(p1.pagetables.get("pte", 0),
+                                                p2.pagetables.get("pte", 0))),
                         ext(p1.struct_pages_initialised, p2.struct_pages_initialised),
                         a.PAGE_SIZE)
+
+
+def _pte_table_pages(a, n_tables: int) -> int:
+    """Pages that ``n_tables`` PTE tables occupy: one each, except where a table is smaller
+    than a page (ppc64 radix 64K: 256-byte tables carved from shared pages by
+    ``pte_fragment_alloc``, PAGE_SIZE / 256 per page)."""
+    per_page = max(1, a.PAGE_SIZE // (a.levels[0].ptrs * 8))
+    return -(-n_tables // per_page)
 
 
 def _bytes_or_gap(arch: str, kernel: str, order: int, map: str) -> float:
