@@ -373,3 +373,34 @@ def test_no_raw_exception_escapes_a_public_entry_point(bad):
             call()
         except vmemlab.VmemlabError:
             pass
+
+
+# -- found by the deep stateful run (tests/test_stateful.py, seed 1) -------------------------------
+def test_a_range_that_cuts_its_last_small_compound_page_is_einval():
+    """62 MiB of 16 MiB compound pages: vmemmap_populate_compound_pages() would map the cut
+    page's memmap past the range (``last = addr + size``) and vmemmap_free() would never clear
+    it; device-dax ranges are align multiples (dev_dax_validate_align)."""
+    m = Machine("x86_64", "6.6", ram="1G")
+    refused(m, lambda: memremap_pages(m, DevPagemap(ranges=[(BASE, BASE + 62 * MiB)],
+                                                    vmemmap_shift=12)), "EINVAL")
+
+
+def test_a_refused_hot_add_past_a_section_leaves_no_vmemmap_behind():
+    """arm64 16K, 5.19 rule: 32 MiB compound pages from 62 MiB run past the first section's
+    memmap; the hot-add then meets a present subsection (-EEXIST) and must take back every
+    PTE it mapped, the ones past the chunk's end included."""
+    m = Machine("arm64-16k", "v3", ram="1G")
+    memremap_pages(m, DevPagemap(ranges=[(BASE + 128 * MiB, BASE + 134 * MiB)], name="B"))
+    refused(m, lambda: memremap_pages(m, DevPagemap(
+        ranges=[(BASE + 62 * MiB, BASE + 1086 * MiB)], vmemmap_shift=11)), "EEXIST")
+
+
+def test_a_refused_hot_add_keeps_a_page_it_found_mapped():
+    """ppc64 64K, 5.19 rule, 2 MiB compound pages: the generic loop also maps the vmemmap page
+    after each step, and that page stays after the range is removed (the kernel never clears
+    it).  A later hot-add that starts in that page and is refused must not free it."""
+    m = Machine("ppc64-radix-64k", "v3", ram="1G")
+    memremap_pages(m, DevPagemap(ranges=[(BASE, BASE + 2 * MiB)], vmemmap_shift=5))
+    memremap_pages(m, DevPagemap(ranges=[(BASE + 128 * MiB, BASE + 134 * MiB)], name="B"))
+    refused(m, lambda: memremap_pages(m, DevPagemap(
+        ranges=[(BASE + 126 * MiB, BASE + 188 * MiB)], name="C")), "EEXIST")

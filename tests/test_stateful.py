@@ -345,6 +345,24 @@ class VmemmapMachine(RuleBasedStateMachine):
                 expect = pfns
             assert np.array_equal(compound_head_pfns(self.t, pfns), expect), pt.name
 
+    @staticmethod
+    def _stray_vmemmap(mach: Machine) -> tuple[int, int]:
+        """(distinct data frames, PTEs) of vmemmap pages mapped although no present section
+        or subsection has struct pages in them."""
+        pt = mach.pgtables
+        ptrs = mach.arch.PTRS_PER_PTE
+        frames, n = set(), 0
+        for k, t in pt.entries[1].items():
+            if k in pt.pmd_leaf or t not in pt.pte:
+                continue
+            table = pt.pte[t]
+            for j in np.flatnonzero(table >= 0).tolist():
+                vpn = k * ptrs + j
+                if not mach.sparse.memmap_in_use(vpn, vpn + 1):
+                    frames.add(int(table[j]))
+                    n += 1
+        return len(frames), n
+
     def teardown(self):
         if not hasattr(self, "m"):
             return
@@ -359,14 +377,25 @@ class VmemmapMachine(RuleBasedStateMachine):
         for mach in (self.m, self.t):
             st_ = mach.state()
             u, ub = st_["usage"], b["usage"]
+            # The generic vmemmap_populate_compound_pages() maps a cut compound page's memmap
+            # past the chunk's end (and 5.19's small orders the page after each step);
+            # vmemmap_free() never clears those PTEs: a kernel leak the model keeps
+            # (memremap.vmemmap_overrun_vpns).  They are the only pages allowed to stay, and
+            # only as pages no present memory uses.
+            stray_frames, stray_ptes = self._stray_vmemmap(mach)
+            u = dict(u, ram_data_pages=u["ram_data_pages"] - stray_frames)
+            st_["ptes"] -= stray_ptes
             # every device page and every HVO page is back; what stays is one PTE table per
             # vmemmap PMD that HVO split (the kernel never collapses them again)
             # ... and the 2026 rework's shared tail pages, which nothing frees (zone-owned)
             zone = len(getattr(getattr(mach, "vmemmap_optimization", None), "tails", {}))
             assert u["ram_data_pages"] == ub["ram_data_pages"] + zone
             assert u["device_data_pages"] == ub["device_data_pages"] == 0
-            assert u["ram_pagetable_pages"] == ub["ram_pagetable_pages"] + self.splits
-            assert st_["ram_used"] == b["ram_used"] + self.splits + zone
+            if stray_ptes:
+                assert u["ram_pagetable_pages"] >= ub["ram_pagetable_pages"] + self.splits
+            else:
+                assert u["ram_pagetable_pages"] == ub["ram_pagetable_pages"] + self.splits
+                assert st_["ram_used"] == b["ram_used"] + self.splits + zone
             assert st_["ptes"] == b["ptes"] + ptrs * self.splits
             assert st_["sections"] == b["sections"] and st_["pgmaps"] == []
             # HVO moves counts between the boot and the normal counter (freed boot pages

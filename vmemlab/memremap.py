@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import KernelError, ParameterError
+from .errors import KernelError, ParameterError, VmemlabError
 from .frames import VmemAltmap
 from .memory_hotplug import __add_pages, __remove_pages, section_chunks
 from .units import as_int
@@ -110,6 +110,13 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     tails_before = shared_tail_keys(m)  # mm-2026: shared tail pages a failure must give back
     done = 0
     pgmap.init_stats = []
+    # pages a failure must not take away: mapped already (another range's, or a leak the
+    # kernel left from an earlier hot-add)
+    pre_mapped = [_mapped(m, vmemmap_overrun_vpns(m, pgmap, *pgmap.pfn_range(i, a.page_shift)))
+                  for i in range(len(pgmap.ranges))]
+    # vmemmap pages mapped before this call stay mapped if it fails (the undo in __add_pages
+    # and below must not free a neighbour's page, or one the kernel leaked earlier)
+    m.sparse.keep_vpns = _mapped(m, _chunk_edge_vpns(m, pgmap))
     try:
         for i in range(len(pgmap.ranges)):
             pgmap.nr_range = i
@@ -119,18 +126,23 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
             _check_memmap_mapped(m, pfn, end_pfn)
             pgmap.init_stats.append(
                 memmap_init_zone_device(m, pfn, end_pfn - pfn, pgmap))
-    except KernelError:
-        for i in reversed(range(done)):
-            pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
-            __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
+    except VmemlabError:
+        try:
+            for i in reversed(range(done)):
+                pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
+                __remove_pages(m, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
+        finally:
+            m.sparse.keep_vpns = set()
         for i in range(min(done + 1, len(pgmap.ranges))):
-            _clear_stray_vmemmap(m, pgmap, *pgmap.pfn_range(i, a.page_shift))
+            _clear_stray_vmemmap(m, pgmap, *pgmap.pfn_range(i, a.page_shift),
+                                 keep=pre_mapped[i])
         m.pgtables.prune_empty()
         pgmap.nr_range = 0
         pgmap.init_stats = []
         m.forget_struct_pages(pgmap)
         drop_new_unused_tails(m, tails_before)
         raise
+    m.sparse.keep_vpns = set()
     pgmap.nr_range = len(pgmap.ranges)
     # percpu_ref_get_many(pgmap->ref, pfn_len(pgmap, range_id)): from pfn_first(), which skips
     # the pfns an altmap holds, one reference per compound page (5.17+)
@@ -177,6 +189,15 @@ def _check_pgmap(m: Machine, pgmap: DevPagemap) -> None:
                 "EINVAL", "dev_dax_validate_align",
                 f"range {i} ({(e - s) >> 20} MiB) is smaller than one compound page of order "
                 f"{shift} ({(1 << (shift + a.page_shift)) >> 20} MiB)")
+        nr_bytes = 1 << (shift + a.page_shift)
+        if (e - s) % nr_bytes and nr_bytes < 1 << a.section_size_bits:
+            # vmemmap_populate_compound_pages() maps each compound page's memmap up to
+            # ``last = addr + size``, past ``end`` for a short last page, and vmemmap_free()
+            # never clears those PTEs; device-dax never gets there (dev_dax_validate_align)
+            raise KernelError(
+                "EINVAL", "dev_dax_validate_align",
+                f"range {i} ({(e - s) >> 20} MiB) is not a multiple of the compound page size "
+                f"({nr_bytes >> 20} MiB, order {shift})")
         clean.append((s, e))
     pgmap.ranges = clean
 
@@ -207,27 +228,72 @@ def _check_memmap_mapped(m: Machine, pfn: int, end_pfn: int) -> None:
             f"would fault writing those struct pages")
 
 
-def _clear_stray_vmemmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) -> None:
-    """After a failed hot-add, unmap any vmemmap page of ``[pfn, end_pfn)`` -- and the one
-    just past it -- that no present subsection uses.  Only the generic population loop with a
-    step smaller than two pages (5.19's small orders, ppc64's 16 MiB sections before its own
-    routine) leaves such pages (it maps the page after ``addr``); the
-    kernel would leak them, the model promises a failed operation changes nothing."""
-    from .sparse_vmemmap import vmemmap_can_optimize
+def vmemmap_overrun_vpns(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) -> np.ndarray:
+    """Vmemmap pages past each section chunk's memmap that the generic
+    ``vmemmap_populate_compound_pages`` (5.19-6.x) may map: its loop populates a whole compound
+    page's memmap, ``[addr, addr + size)``, even where that runs past ``end`` (a compound page
+    cut by the chunk's end), and with a step under two pages it also maps ``addr +
+    PAGE_SIZE``.  ``vmemmap_free(start, end)`` never clears them."""
+    from .memory_hotplug import section_chunks
+    from .sparse_vmemmap import reuse_compound_section, vmemmap_can_optimize
 
     a = m.arch
-    step = min(pgmap_vmemmap_nr(pgmap), a.PAGES_PER_SECTION) * a.struct_page_size
-    small = step < 2 * a.PAGE_SIZE  # the loop's `size` (a section's memmap at most)
-    if not (small and vmemmap_can_optimize(m, pgmap_altmap(pgmap), pgmap)):
+    if not vmemmap_can_optimize(m, pgmap_altmap(pgmap), pgmap):
+        return np.empty(0, np.int64)
+    sz, page = a.struct_page_size, a.PAGE_SIZE
+    out = []
+    saved = pgmap.nr_range
+    for i in range(len(pgmap.ranges)):
+        lo, hi = pgmap.pfn_range(i, a.page_shift)
+        if not (lo < end_pfn and pfn < hi):
+            continue
+        pgmap.nr_range = i
+        for c, n in section_chunks(m, max(lo, pfn), min(hi, end_pfn) - max(lo, pfn)):
+            if reuse_compound_section(m, c, pgmap):
+                continue
+            start, end = c * sz, (c + n) * sz
+            size = min(end - start, pgmap_vmemmap_nr(pgmap) * sz)
+            steps = -(-(end - start) // size)
+            last_addr = start + (steps - 1) * size
+            top = max(-(-(last_addr + size) // page), ((last_addr + page) >> a.page_shift) + 1)
+            out.extend(range(end >> a.page_shift, top))
+    pgmap.nr_range = saved
+    return np.unique(np.array(out, np.int64))
+
+
+def _chunk_edge_vpns(m: Machine, pgmap: DevPagemap) -> np.ndarray:
+    """First and last vmemmap page of each section chunk's memmap: the only pages of a new
+    range's memmap that can be mapped already (by a neighbour, or a page the kernel leaked)."""
+    from .memory_hotplug import section_chunks
+
+    a, sz = m.arch, m.arch.struct_page_size
+    out = []
+    for i in range(len(pgmap.ranges)):
+        lo, hi = pgmap.pfn_range(i, a.page_shift)
+        for c, n in section_chunks(m, lo, hi - lo):
+            out += [(c * sz) >> a.page_shift, ((c + n) * sz - 1) >> a.page_shift]
+    return np.unique(np.array(out, np.int64))
+
+
+def _mapped(m: Machine, vpns: np.ndarray) -> set[int]:
+    if not vpns.size:
+        return set()
+    frames, _ = m.pgtables.resolve(vpns)
+    return set(vpns[frames >= 0].tolist())
+
+
+def _clear_stray_vmemmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int,
+                         keep: set[int] = frozenset()) -> None:
+    """After a failed hot-add, unmap the vmemmap pages :func:`vmemmap_overrun_vpns` says the
+    population loop mapped past a chunk's memmap, where no present subsection uses them; the
+    kernel would leak them, the model promises a failed operation changes nothing."""
+    vpns = vmemmap_overrun_vpns(m, pgmap, pfn, end_pfn)
+    if not vpns.size:
         return
-    vs = (pfn * a.struct_page_size) >> a.page_shift
-    ve = -(-(end_pfn * a.struct_page_size) // a.PAGE_SIZE) + 1
-    vpns = np.arange(vs, ve, dtype=np.int64)
     frames, _ = m.pgtables.resolve(vpns)
     for v in vpns[frames >= 0].tolist():
-        if not m.sparse.memmap_in_use(v, v + 1):
+        if v not in keep and not m.sparse.memmap_in_use(v, v + 1):
             m.pgtables.remove_range(v, v + 1)
-
 
 def memunmap_pages(m: Machine, pgmap: DevPagemap) -> None:
     """``memunmap_pages(pgmap)``: ``arch_remove_memory`` -> ``__remove_pages`` for each range;

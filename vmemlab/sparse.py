@@ -46,6 +46,8 @@ class Sparse:
     def __init__(self, m: Machine) -> None:
         self.m = m
         self.sections: dict[int, MemSection] = {}
+        #: vmemmap pages that were mapped before a hot-add now being undone (see memremap)
+        self.keep_vpns: set[int] = set()
 
     # -- pfn arithmetic -------------------------------------------------------------------------
     def pfn_to_section_nr(self, pfn: int) -> int:
@@ -78,7 +80,10 @@ class Sparse:
         return bool(ms.subsection_map & self.subsection_mask(pfn, 1))
 
     def memmap_in_use(self, vpn_lo: int, vpn_hi: int) -> bool:
-        """Does any present subsection's memmap lie in vmemmap pages ``[vpn_lo, vpn_hi)``?"""
+        """Does any present subsection's memmap lie in vmemmap pages ``[vpn_lo, vpn_hi)``?
+        (Also true for :attr:`keep_vpns`: pages a failed hot-add's undo must leave mapped.)"""
+        if self.keep_vpns and any(v in self.keep_vpns for v in range(vpn_lo, vpn_hi)):
+            return True
         a = self.m.arch
         pfn_lo = (vpn_lo << a.page_shift) // a.struct_page_size
         pfn_hi = -(-(vpn_hi << a.page_shift) // a.struct_page_size)
