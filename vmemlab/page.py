@@ -435,7 +435,12 @@ class StructPageStore:
         pages of other pfns: the first and the last (a range's memmap need not fill whole
         pages: 64K pages hold 1024 struct pages, more than a 2 MiB subsection has)."""
         per = self.per_page
-        return np.unique(np.array([lo // per, (hi - 1) // per], np.int64))
+        first, last = lo // per, (hi - 1) // per
+        if last - first < 65536:
+            # a range smaller than a section can sit inside a PMD block other ranges share
+            # (arm64 4K before 6.1 maps partial sections with whole blocks): every page counts
+            return np.arange(first, last + 1, dtype=np.int64)
+        return np.unique(np.array([first, last], np.int64))
 
     def _apply_to_materialised(self, rec: InitRecord) -> None:
         """A new record also writes pages that were materialised before it existed: a vmemmap
