@@ -13,6 +13,12 @@ Hypothesis profiles (``HYPOTHESIS_PROFILE`` selects one; the README's test comma
   ``VMEMLAB_DEEP_EXAMPLES`` (default 200) sets the examples per test (per arch x kernel pair
   for the state machine, 60 steps each).  Run it with several ``--hypothesis-seed=N`` values
   too; every property must hold for any seed.
+* ``seeded``: the ``ci`` example counts, but drawn from ``--hypothesis-seed=N`` instead of
+  derandomised (under ``ci`` hypothesis ignores the seed), to check that every property test
+  passes under other seeds::
+
+      for n in 1 2 3 4 5 6 7 8 9 10; do HYPOTHESIS_PROFILE=seeded python3 -m pytest tests \
+          -q --hypothesis-seed=$n || break; done
 """
 
 import os
@@ -28,5 +34,8 @@ settings.register_profile(
     "deep", derandomize=False, database=None, deadline=None,
     max_examples=int(os.environ.get("VMEMLAB_DEEP_EXAMPLES", "200")),
     stateful_step_count=60, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "seeded", derandomize=False, database=None, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
