@@ -25,6 +25,8 @@ explores for as long as you let it.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -416,8 +418,9 @@ def _machine_for(arch: str, kernel: str) -> type[VmemmapMachine]:
 @pytest.mark.parametrize("arch,kernel", ARCH_KERNELS)
 def test_engine_state_machine(arch, kernel):
     """The state machine on one arch x kernel variant (ci: a few derandomised examples per
-    pair; deep: as many as the profile says)."""
-    deep = not settings.default.derandomize
+    pair, and as many drawn from --hypothesis-seed under ``seeded``; deep: as many as the
+    profile says)."""
+    deep = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
     run_state_machine_as_test(
         _machine_for(arch, kernel),
         settings=settings(settings.default,
