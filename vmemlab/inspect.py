@@ -33,13 +33,19 @@ deltas are compared with the planner's predictions.
 from __future__ import annotations
 
 import os
+import platform
 import re
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .arch import get_arch
+from .direct_map import DirectMap
 from .errors import VmemlabError
+from .hugetlb_plan import plan_hugetlb
+from .kernels import get_kernel
+from .plan import plan
 from .units import format_size
 
 PATHS = {
@@ -342,8 +348,6 @@ def _detect_arch(t: Tree, live: bool) -> tuple[str | None, str, int | None]:
     machine = raw.strip() if raw else None
     src = "/proc/sys/kernel/arch"
     if machine is None and live:
-        import platform
-
         machine, src = platform.machine() or None, "uname"
     cpuinfo = t.read(PATHS["cpuinfo"])
     if machine is None and cpuinfo is not None:
@@ -409,9 +413,6 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
         ``/proc/sys/kernel/arch`` or ``/proc/cpuinfo``); reported as given by the caller
     :param release: the kernel release for a tree without ``/proc/sys/kernel/osrelease``
     """
-    from .hugetlb_plan import plan_hugetlb
-    from .kernels import get_kernel
-
     t = Tree(root, strict)
     live = Path(root).resolve() == Path("/")
     rel = t.read(PATHS["osrelease"])
@@ -536,9 +537,6 @@ def inspect(root: str | os.PathLike = "/", baseline: str | os.PathLike | None = 
 
 def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
               ram: int | None) -> None:
-    from .direct_map import DirectMap
-    from .plan import plan
-
     ns = dev.get("namespace")
     if arch is None:
         dev["why_no_plan"] = "the arch is not one the model has"
@@ -595,8 +593,6 @@ def _checks(ins: Inspection, baseline: str | os.PathLike | None, arch: str | Non
             kvar: str) -> None:
     """Kernel-reported figures next to the planner's: dax sizes always; with a baseline tree,
     the deltas of nr_memmap_pages, nr_memmap_boot_pages and DirectMap* since then."""
-    from .hugetlb_plan import plan_hugetlb
-
     for d in ins.dax:
         cur = d.get("current")
         if cur and d.get("size") is not None:
@@ -656,8 +652,6 @@ def rebuild_tree(results: dict[str, Any], config: str, dest: str | os.PathLike,
     ``DirectMap*`` in that phase (7 reads: the median is one of them), and after create the
     sysfs attributes of the namespace, its nd dax device and the dax device.  What it did not
     record (MemTotal, HugeTLB files, the HVO sysctl) is left out, so inspect names it."""
-    import statistics
-
     if phase not in ("before", "after_create"):
         raise InspectError(phase, "phase must be 'before' or 'after_create'")
     try:
