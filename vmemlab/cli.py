@@ -19,7 +19,7 @@ from typing import NoReturn
 from .arch import ARCHES, get_arch
 from .errors import ParameterError, VmemlabError
 from .inspect import inspect
-from .kernels import KERNELS, kernel_names
+from .kernels import KERNELS, get_kernel, kernel_names
 from .machine_plan import plan_machine
 from .plan import plan
 from .units import format_size
@@ -84,6 +84,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     arch = get_arch(args.arch)
     kernels = args.kernel or list(KERNELS)
+    resolved = {k: get_kernel(k) for k in kernels}  # each name looked up once, here at the edge
     start = _int_or_size(args.start)
     rows = []
     for align in arch.dax_aligns:
@@ -91,7 +92,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             for k in kernels:
                 row: dict = {"align": align, "map": map_, "kernel": k}
                 try:
-                    p = plan(args.size, align=align, map=map_, arch=arch.name, kernel=k,
+                    p = plan(args.size, align=align, map=map_, arch=arch, kernel=resolved[k],
                              start=start, ram=args.ram)
                 except VmemlabError as e:  # one refused cell does not end the table
                     row.update(ram_bytes=None, device_bytes=None, optimised=None,

@@ -419,7 +419,7 @@ def _plan_dax(ins: Inspection, dev: dict[str, Any], arch: str | None, kvar: str,
     for align in a.dax_aligns:
         for map_ in ("mem", "dev"):
             try:
-                p = plan(ns["size"], align, map_, arch, kvar, start,
+                p = plan(ns["size"], align, map_, a, kvar, start,
                          direct_map=ins.direct_map)
             except VmemlabError as e:
                 alts.append({"align": align, "map": map_, "error": str(e), "ram_pages": 0})
