@@ -371,3 +371,26 @@ def test_unpin_raw_pages_array_with_repeats():
     with pytest.raises(KernelError):  # nothing pinned any more
         gup.unpin_user_pages(vma.m, a)
     assert same_state(ref_state(vma), before)
+
+
+def test_nnls_matches_scipy():
+    """The hand-written Lawson-Hanson :func:`vmemlab.gup_cost.nnls` (kept to spare the engine a
+    scipy dependency, ARCHITECTURE.md) against scipy's independent implementation, on random
+    problems with active constraints and on the cover letter's 16G fit."""
+    optimize = pytest.importorskip("scipy.optimize")
+    rng = np.random.default_rng(15)
+    for _ in range(20):
+        A = rng.normal(size=(12, 6))
+        b = rng.normal(size=12)
+        ours = gup.nnls(A, b)
+        ref, _ = optimize.nnls(A, b)
+        assert (ours >= 0).all()
+        np.testing.assert_allclose(A @ ours, A @ ref, rtol=1e-7, atol=1e-9)
+    rows = gup.cover_letter_rows("16G")
+    X = np.array([gup.features(c) for _, c, _ in rows])[:, :7]
+    y = np.array([ns for _, _, ns in rows])
+    A = X / y[:, None]
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    ref, _ = optimize.nnls(A / scale, np.ones_like(y))
+    np.testing.assert_allclose(gup.nnls(A / scale, np.ones_like(y)), ref, rtol=1e-6, atol=1e-9)

@@ -19,7 +19,7 @@ assumes ``VMEMMAP_START`` is aligned to a top-level entry, which holds for the l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from .errors import ParameterError
@@ -141,8 +141,6 @@ class Arch:
 
     def with_struct_page_size(self, size: int) -> Arch:
         """The same arch with another ``sizeof(struct page)`` (debug options make it 72, 80, ...)."""
-        from dataclasses import replace
-
         if size not in range(32, 257, 8):
             raise ParameterError("struct_page_size", size, "a multiple of 8 from 32 to 256 bytes")
         return replace(self, struct_page_size=size)

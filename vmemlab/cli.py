@@ -16,9 +16,12 @@ import json
 import sys
 from typing import NoReturn
 
-from .arch import ARCHES
+from .arch import ARCHES, get_arch
 from .errors import ParameterError, VmemlabError
-from .kernels import KERNELS, kernel_names
+from .inspect import inspect
+from .kernels import KERNELS, get_kernel, kernel_names
+from .machine_plan import plan_machine
+from .plan import plan
 from .units import format_size
 
 
@@ -69,8 +72,6 @@ def _int_or_size(v: str | None, name: str = "start") -> int | str | None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     if args.hugetlb or args.namespace or args.size is None:
         return _cmd_plan_machine(args)
-    from .plan import plan
-
     p = plan(args.size, align=args.align, map=args.map, arch=args.arch, kernel=args.kernel,
              start=_int_or_size(args.start), ram=args.ram)
     if args.json:
@@ -81,11 +82,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .arch import get_arch
-    from .plan import plan
-
     arch = get_arch(args.arch)
     kernels = args.kernel or list(KERNELS)
+    resolved = {k: get_kernel(k) for k in kernels}  # each name looked up once, here at the edge
     start = _int_or_size(args.start)
     rows = []
     for align in arch.dax_aligns:
@@ -93,7 +92,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             for k in kernels:
                 row: dict = {"align": align, "map": map_, "kernel": k}
                 try:
-                    p = plan(args.size, align=align, map=map_, arch=arch.name, kernel=k,
+                    p = plan(args.size, align=align, map=map_, arch=arch, kernel=resolved[k],
                              start=start, ram=args.ram)
                 except VmemlabError as e:  # one refused cell does not end the table
                     row.update(ram_bytes=None, device_bytes=None, optimised=None,
@@ -148,9 +147,6 @@ def _add_machine_plan_args(pl: argparse.ArgumentParser) -> None:
 
 
 def _cmd_plan_machine(args: argparse.Namespace) -> int:
-    from .errors import ParameterError
-    from .machine_plan import plan_machine
-
     if args.ram is None:
         raise ParameterError("--ram", None, "the machine's RAM (e.g. --ram 512G) when "
                              "planning --hugetlb pools or --namespace specs")
@@ -191,8 +187,6 @@ def _add_inspect_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect
-
     r = inspect(args.root, baseline=args.baseline, strict=args.strict, kernel=args.kernel,
                 direct_map=args.direct_map, arch=args.arch, release=args.release)
     if args.json:

@@ -18,11 +18,10 @@ by dense integer ids so that whole sections are handled with numpy.  Every frame
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .errors import KernelError, ParameterError
+from .errors import KernelError
+from .include.memremap import VmemAltmap
 
 FREE, VMEMMAP, PAGETABLE = 0, 1, 2
 RAM, DEVICE = 0, 1
@@ -83,70 +82,6 @@ class RamAllocator:
         if nr_pages > self.used:
             raise AssertionError(f"RAM underflow: freeing {nr_pages} of {self.used}")
         self.used -= nr_pages
-
-
-@dataclass
-class VmemAltmap:
-    """``struct vmem_altmap`` (include/linux/memremap.h; mm.h in 6.x).
-
-    Pre-allocated device pages for the memmap: ``base_pfn`` is the first pfn of the device,
-    ``reserve`` pages at the start belong to the driver (the info block), ``free`` pages are set
-    aside for struct pages, ``align`` counts pages skipped for alignment, ``alloc`` pages handed out.
-    """
-
-    base_pfn: int
-    end_pfn: int
-    reserve: int
-    free: int
-    align: int = 0
-    alloc: int = 0
-
-    def __post_init__(self) -> None:
-        from .units import as_int
-
-        for name in ("base_pfn", "end_pfn", "reserve", "free", "align", "alloc"):
-            setattr(self, name, as_int(name, getattr(self, name), 0, None,
-                                       "a page count or pfn >= 0 (an int)"))
-        if self.end_pfn < self.base_pfn:
-            raise ParameterError("end_pfn", self.end_pfn, f">= base_pfn ({self.base_pfn:#x})")
-
-    def vmem_altmap_offset(self) -> int:
-        """``vmem_altmap_offset()``: pfns from ``base_pfn`` to the first device data pfn."""
-        return self.reserve + self.free
-
-    def vmem_altmap_next_pfn(self) -> int:
-        """``vmem_altmap_next_pfn()`` (mm/sparse-vmemmap.c)."""
-        return self.base_pfn + self.reserve + self.alloc + self.align
-
-    def vmem_altmap_nr_free(self) -> int:
-        """``vmem_altmap_nr_free()``: pages still available, never negative."""
-        allocated = self.alloc + self.align
-        return self.free - allocated if self.free > allocated else 0
-
-    def altmap_alloc_block_buf(self, size: int, page_shift: int) -> int | None:
-        """``altmap_alloc_block_buf(size, altmap)`` (mm/sparse-vmemmap.c, 5.x-6.x).
-
-        Returns the first pfn of the block, or ``None`` when the altmap cannot satisfy it (the
-        kernel returns NULL; its callers turn that into ``-ENOMEM``).  A block of ``nr`` pages is
-        aligned to the lowest set bit of ``nr`` and the skipped pages are charged to ``align``.
-        """
-        if size & ((1 << page_shift) - 1):
-            return None
-        pfn = self.vmem_altmap_next_pfn()
-        nr_pfns = size >> page_shift
-        nr_align = nr_pfns & -nr_pfns  # 1UL << find_first_bit(&nr_pfns, BITS_PER_LONG)
-        nr_align = (-(-pfn // nr_align) * nr_align) - pfn
-        if nr_pfns + nr_align > self.vmem_altmap_nr_free():
-            return None
-        self.alloc += nr_pfns
-        self.align += nr_align
-        return pfn + nr_align
-
-    def vmem_altmap_free(self, nr_pfns: int) -> None:
-        """``vmem_altmap_free()``: ``alloc -= nr_pfns``; ``align`` is never given back."""
-        if nr_pfns > self.alloc:
-            raise AssertionError(f"altmap underflow: freeing {nr_pfns} of {self.alloc}")
-        self.alloc -= nr_pfns
 
 
 class FrameTable:

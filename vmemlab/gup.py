@@ -47,10 +47,12 @@ deduplication makes tail struct pages alias the same physical lines), each split
 (``--map=dev`` altmap), atomic read-modify-writes and where they land, ``pages[]`` entries written,
 user page-table entries read, ``get_dev_pagemap`` slow lookups.
 
-Cost model: :class:`CostParams`, :func:`predict_ns`, :func:`fit_params` (non-negative least
-squares, written in numpy) and :data:`COVER_LETTER_ROWS`, the gup_test table of the v3 cover
-letter; :func:`cover_letter_table` fits on one size and predicts the other;
-:func:`predict_variants` extends the prediction to mainline's per-subpage-head kernels.
+Cost model (:mod:`vmemlab.gup_cost`, re-exported here): :class:`CostParams`, :func:`predict_ns`,
+:func:`fit_params` (non-negative least squares, written in numpy) and :data:`COVER_LETTER_ROWS`,
+the gup_test table of the v3 cover letter; :func:`cover_letter_table` (here: it runs the
+table's scenarios on this model) fits on one size and predicts the other;
+:func:`predict_variants` extends the prediction to mainline's per-subpage-head kernels.  The
+struct page reference fields and the counters are :mod:`vmemlab.gup_refs`.
 
 Verified (mm/gup.c of a 6.x snapshot read through the search index -- 6.11+, it has
 ``try_grab_folio_fast`` -- and Debian's 6.1.192; v3/v4 patch 13 mail text):
@@ -78,413 +80,66 @@ PG_referenced bit is counted as an atomic (``set_bit``) but not stored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .dax_device import DaxVma
+from .dax_device import DaxVma, dax_mmap_plan
 from .errors import KernelError, ParameterError
 from .frames import DEVICE, RAM
-from .mm_init import CACHE_LINE
-from .sparse_vmemmap import compound_nr_pages
-from .units import as_int, as_int_array
+from .gup_cost import (
+    COVER_LETTER_KERNELS,
+    COVER_LETTER_ROWS,
+    CostParams,
+    Prediction,
+    features,
+    fit_params,
+    format_table,
+    namespace_for,
+    nnls,
+    predict_ns,
+)
+from .gup_refs import (
+    FOLL_GET,
+    FOLL_LONGTERM,
+    FOLL_PIN,
+    FOLL_WRITE,
+    GUP_PIN_COUNTING_BIAS,
+    INT_MAX,
+    VARIANTS,
+    CompoundGeometry,
+    GupCounters,
+    GupResult,
+    StructPageRefs,
+    _expand_runs,
+    _homes_of_pfns,
+    compound_geometry,
+    compound_nr_struct_pages,
+    folio_maybe_dma_pinned,
+    gup_references,
+    pincount_offset,
+    struct_page_footprint,
+    wrap32,
+)
+from .plan import plan
+from .units import as_int, as_int_array, parse_size
 
 if TYPE_CHECKING:
     from .machine import Machine
-    from .memremap import DevPagemap
 
-# -- constants ------------------------------------------------------------------------------
-#: include/linux/mm.h as in 6.1.192 (later kernels renumbered them -- the model only uses them
-#: as bits)
-FOLL_WRITE = 0x01
-FOLL_GET = 0x04
-FOLL_LONGTERM = 0x10000
-FOLL_PIN = 0x40000
-#: include/linux/mm.h: ``#define GUP_PIN_COUNTING_BIAS (1U << 10)``
-GUP_PIN_COUNTING_BIAS = 1 << 10
-INT_MAX = (1 << 31) - 1
-VARIANTS = ("base", "per-subpage-head", "head-once")
-
-
-def wrap32(x: np.ndarray | int) -> np.ndarray | int:
-    """The value an ``atomic_t`` holds after an add: two's-complement 32-bit wrap."""
-    return ((np.asarray(x, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31) \
-        if isinstance(x, np.ndarray) else ((x + (1 << 31)) % (1 << 32)) - (1 << 31)
-
-
-# -- struct page reference fields ---------------------------------------------------------------
-class _SparseStore:
-    """Fallback holder of ``_refcount`` / pin-count values per pfn (sorted numpy arrays).
-
-    Used while :mod:`vmemlab.page` is absent; it keeps *absolute* values only for pfns GUP has
-    touched, and computes untouched values from ``memmap_init_zone_device``: 1 on a head or an
-    order-0 page, 0 on a tail, pin count 0.  It does not model vmemmap aliasing, which is safe
-    here because GUP writes only heads and ``page[1]``/``page[2]``, which are never aliased
-    (kernel-facts.md §7: head and tails 1-63 are private)."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, np.ndarray] = {}
-        self.vals: dict[str, np.ndarray] = {}
-
-    def read(self, pfns: np.ndarray, name: str, default: np.ndarray) -> np.ndarray:
-        keys = self.keys.get(name)
-        out = np.array(default, np.int64, copy=True)
-        if keys is None or keys.size == 0 or pfns.size == 0:
-            return out
-        idx = np.searchsorted(keys, pfns)
-        idx_c = np.minimum(idx, keys.size - 1)
-        hit = keys[idx_c] == pfns
-        out[hit] = self.vals[name][idx_c[hit]]
-        return out
-
-    def write(self, pfns: np.ndarray, name: str, values: np.ndarray) -> None:
-        """Set absolute values (``pfns`` distinct)."""
-        keys = self.keys.get(name, np.empty(0, np.int64))
-        vals = self.vals.get(name, np.empty(0, np.int64))
-        if keys.size:
-            idx = np.minimum(np.searchsorted(keys, pfns), keys.size - 1)
-            hit = keys[idx] == pfns
-            vals[idx[hit]] = values[hit]
-            new = ~hit
-        else:
-            new = np.ones(pfns.size, np.bool_)
-        if new.any():
-            keys = np.concatenate((keys, pfns[new]))
-            vals = np.concatenate((vals, values[new]))
-            order = np.argsort(keys, kind="stable")
-            keys, vals = keys[order], vals[order]
-        self.keys[name], self.vals[name] = keys, vals
-
-    def snapshot(self) -> dict[str, dict[int, int]]:
-        return {n: dict(zip(self.keys[n].tolist(), self.vals[n].tolist())) for n in self.keys}
-
-
-class StructPageRefs:
-    """Reads and writes ``_refcount`` and the pin count of device struct pages.
-
-    Adapter over :mod:`vmemlab.page` when it provides ``read_field`` / ``add_field`` (see
-    :func:`_page_module`), else over :class:`_SparseStore`.  Values are the signed 32-bit
-    ``atomic_t`` contents."""
-
-    def __init__(self, m: Machine) -> None:
-        self.m = m
-        self.page = _page_module(m)
-        if self.page is None:
-            store = getattr(m, "_gup_refs", None)
-            if store is None:
-                store = _SparseStore()
-                m._gup_refs = store  # type: ignore[attr-defined]
-            self.store = store
-
-    def _init_refcount(self, pfns: np.ndarray) -> np.ndarray:
-        out = np.zeros(pfns.size, np.int64)
-        for pgmap in self.m.pgmaps:
-            g = compound_geometry(self.m, pgmap)
-            sel = (pfns >= g.first_pfn) & (pfns < g.end_pfn)
-            out[sel] = ((pfns[sel] - g.first_pfn) % g.nr == 0).astype(np.int64)
-        return out
-
-    def read(self, pfns: np.ndarray, name: str) -> np.ndarray:
-        pfns = np.asarray(pfns, np.int64)
-        if self.page is not None:
-            return np.asarray(self.page.read_field(self.m, pfns, self._field(name)), np.int64)
-        default = self._init_refcount(pfns) if name == "refcount" else np.zeros(pfns.size, np.int64)
-        return self.store.read(pfns, name, default)
-
-    def add(self, pfns: np.ndarray, name: str, deltas: np.ndarray) -> None:
-        """``atomic_add`` of ``deltas`` (pfns distinct), wrapping at 32 bits."""
-        pfns = np.asarray(pfns, np.int64)
-        if pfns.size == 0:
-            return
-        old = self.read(pfns, name)
-        new = wrap32(old + np.asarray(deltas, np.int64))
-        if self.page is not None:
-            self.page.add_field(self.m, pfns, self._field(name), new - old)
-        else:
-            self.store.write(pfns, name, new)
-
-
-    def _field(self, name: str) -> str:
-        """The :mod:`vmemlab.page` field: ``_refcount``, or the layout's pin count
-        (``hpage_pinned_refcount`` / ``compound_pincount`` / ``_pincount``)."""
-        if name == "refcount":
-            return "_refcount"
-        return self.page.pincount_location(self.m)[1]
-
-
-def _page_module(m: Machine) -> Any:
-    """:mod:`vmemlab.page` when it can hold GUP's references for ``m``: it has the vectorised
-    accessors and ``memmap_init_zone_device`` has recorded the contents of every device memmap
-    (otherwise heads would read as zeros).  Decided once per machine, so a machine never mixes
-    the two holders.  Adapter note: gup.py only uses ``read_field``, ``add_field``,
-    ``struct_pages(m).records`` and ``pincount_location``."""
-    cached = getattr(m, "_gup_page_backend", None)
-    if cached is not None:
-        return cached or None
-    try:
-        from . import page  # type: ignore[attr-defined]
-    except ImportError:
-        page = None
-    ok = page is not None and all(hasattr(page, n) for n in (
-        "read_field", "add_field", "struct_pages", "pincount_location"))
-    if ok and m.pgmaps:
-        try:
-            recs = page.struct_pages(m).records
-        except Exception:  # noqa: BLE001 - e.g. a struct page size page.py does not model
-            recs = []
-        for pgmap in m.pgmaps:
-            g = compound_geometry(m, pgmap)
-            if not any(r.lo <= g.first_pfn < r.hi for r in recs):
-                ok = False
-    elif ok:
-        return page  # nothing mapped yet: do not cache the decision
-    m._gup_page_backend = page if ok else False  # type: ignore[attr-defined]
-    return page if ok else None
-
-
-# -- compound geometry ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CompoundGeometry:
-    """Where the compound pages of a pgmap start and how big they are.
-
-    ``memmap_init_zone_device`` starts at the range start, or with an altmap at
-    ``base_pfn + vmem_altmap_offset`` (kernel-facts.md §7), and steps by ``pgmap_vmemmap_nr``."""
-
-    first_pfn: int
-    end_pfn: int
-    nr: int
-    order: int
-
-    def head(self, pfns: np.ndarray) -> np.ndarray:
-        return self.first_pfn + ((pfns - self.first_pfn) // self.nr) * self.nr
-
-
-def compound_geometry(m: Machine, pgmap: DevPagemap) -> CompoundGeometry:
-    from .memremap import pgmap_altmap, pgmap_vmemmap_nr
-
-    ps = m.arch.page_shift
-    start, end = pgmap.ranges[0][0] >> ps, pgmap.ranges[-1][1] >> ps
-    altmap = pgmap_altmap(pgmap)
-    if altmap is not None:
-        start = altmap.base_pfn + altmap.vmem_altmap_offset()
-    nr = pgmap_vmemmap_nr(pgmap) if m.kernel.compound_devmap else 1
-    return CompoundGeometry(start, end, nr, nr.bit_length() - 1)
-
-
-def pincount_offset(m: Machine, order: int) -> int | None:
-    """Index of the struct page holding the pin count of a compound page of ``order``, or
-    ``None`` when pins use ``GUP_PIN_COUNTING_BIAS`` (kernel-facts.md §6, §9):
-    5.7-5.17 ``page[2].hpage_pinned_refcount`` when order > 1 (``hpage_pincount_available``);
-    5.18+ ``page[1].compound_pincount`` for any head; 6.x folio ``_pincount`` (``page[1]``)."""
-    if order == 0:
-        return None
-    if m.kernel.pincount == "page2":
-        return 2 if order > 1 else None
-    return 1
-
-
-# -- counters ---------------------------------------------------------------------------------
-@dataclass
-class GupCounters:
-    """What one GUP (or unpin/put) call did to memory; every count is exact for that call."""
-
-    op: str
-    variant: str
-    nr_pages: int = 0
-    pages_entries: int = 0
-    grabs: int = 0
-    compound_groups: int = 0
-    struct_pages_touched: int = 0
-    struct_pages_ram: int = 0
-    struct_pages_device: int = 0
-    cache_lines_virtual: int = 0
-    cache_lines: int = 0
-    cache_lines_ram: int = 0
-    cache_lines_device: int = 0
-    #: distinct physical vmemmap pages touched (first line of each is an isolated miss)
-    vmemmap_pages_ram: int = 0
-    vmemmap_pages_device: int = 0
-    atomics: int = 0
-    atomics_ram: int = 0
-    atomics_device: int = 0
-    #: the refcount / pin-count adds among ``atomics`` (the rest are PG_referenced set_bits)
-    ref_atomics: int = 0
-    pgtable_entries: dict[str, int] = field(default_factory=dict)
-    pgmap_lookups: int = 0
-
-    @property
-    def pgtable_entries_total(self) -> int:
-        return sum(self.pgtable_entries.values())
-
-    @property
-    def lines_near_ram(self) -> int:
-        """Physical RAM lines touched after the first one in the same vmemmap page."""
-        return self.cache_lines_ram - self.vmemmap_pages_ram
-
-    @property
-    def lines_near_device(self) -> int:
-        return self.cache_lines_device - self.vmemmap_pages_device
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["pgtable_entries_total"] = self.pgtable_entries_total
-        return d
-
-
-@dataclass
-class GupResult:
-    """``pages[]`` of a successful GUP-fast call as runs of consecutive pfns, plus counters."""
-
-    m: Machine
-    flags: int
-    variant: str
-    run_pfn: np.ndarray
-    run_len: np.ndarray
-    counters: GupCounters
-    #: struct pages the call read or wrote, as half-open pfn intervals (may overlap)
-    touched: tuple[np.ndarray, np.ndarray] = field(
-        default_factory=lambda: (np.empty(0, np.int64), np.empty(0, np.int64)), repr=False)
-    #: the references were given back (``unpin_user_pages`` / ``put_page``): a second release
-    #: of the same ``pages[]`` would drop somebody else's references, so it is refused
-    released: bool = False
-
-    def touched_struct_pages(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every struct page the call touched (sorted pfns) and where it lives: ``RAM`` (0) or
-        ``DEVICE`` (1), the home of the vmemmap page holding it.  Materialised: small calls."""
-        s, e = _merge_intervals(*self.touched)
-        pfns = _expand_runs(s, e - s)
-        return pfns, _homes_of_pfns(self.m, pfns)
-
-    @property
-    def nr(self) -> int:
-        return int(self.run_len.sum())
-
-    @property
-    def pages(self) -> np.ndarray:
-        """The ``pages[]`` array (as pfns), materialised on demand."""
-        return _expand_runs(self.run_pfn, self.run_len)
-
-
-def _expand_runs(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    lens = np.asarray(lens, np.int64)
-    total = int(lens.sum())
-    if total == 0:
-        return np.empty(0, np.int64)
-    offs = np.cumsum(lens) - lens
-    return np.repeat(np.asarray(starts, np.int64) - offs, lens) + np.arange(total, dtype=np.int64)
-
-
-def _merge_intervals(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union of half-open intervals ``[a, b)`` as sorted disjoint intervals."""
-    keep = b > a
-    a, b = a[keep], b[keep]
-    if a.size == 0:
-        return a, b
-    order = np.argsort(a, kind="stable")
-    a, b = a[order], b[order]
-    run_max = np.maximum.accumulate(b)
-    new = np.ones(a.size, np.bool_)
-    new[1:] = a[1:] > run_max[:-1]
-    starts = a[new]
-    grp = np.cumsum(new) - 1
-    ends = np.zeros(starts.size, np.int64)
-    np.maximum.at(ends, grp, b)
-    return starts, ends
-
-
-def _resolve_vpns(m: Machine, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(home, phys pfn)`` of vmemmap pages ``vpns`` (sorted): the init_mm walk, one PMD entry
-    at a time (slices rather than masks, so 512K vpns cost ~1000 slice operations)."""
-    pt = m.pgtables
-    frame = np.full(vpns.size, -1, np.int64)
-    sub = vpns & pt.pte_mask
-    ks = vpns >> pt.pte_bits
-    if vpns.size:
-        bounds = np.flatnonzero(np.diff(ks)) + 1
-        starts = np.concatenate(([0], bounds)).tolist()
-        ends = np.concatenate((bounds, [vpns.size])).tolist()
-        for s, e in zip(starts, ends):
-            k = int(ks[s])
-            blk = pt.pmd_leaf.get(k)
-            if blk is not None:
-                frame[s:e] = blk
-                continue
-            t = pt.entries[1].get(k)
-            if t is not None:
-                frame[s:e] = pt.pte[t][sub[s:e]]
-    if (frame < 0).any():
-        bad = int(vpns[np.flatnonzero(frame < 0)[0]])
-        raise AssertionError(f"struct page in unmapped vmemmap page {bad}: the model lost a page")
-    f = m.frames
-    sub_in = np.where(f.order[frame] > 0, sub, 0)
-    return f.home[frame].astype(np.int64), f.pfn[frame] + sub_in
-
-
-def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
-    """Count what touching struct pages of pfns ``[starts, ends)`` (any overlap) reads.
-
-    Returns distinct struct pages (by home of the vmemmap page holding each struct page's first
-    byte), distinct virtual 64-byte lines, distinct *physical* lines (aliases through deduplicated
-    vmemmap pages count once) and distinct physical vmemmap pages, split RAM/device.  Exact when
-    ``sizeof(struct page)`` divides ``PAGE_SIZE`` (the 64-byte default); for other sizes a struct
-    page straddling two vmemmap pages is attributed to the page of its first byte."""
-    a = m.arch
-    sps, P, L = a.struct_page_size, a.PAGE_SIZE, CACHE_LINE
-    ps = a.page_shift
-    s, e = _merge_intervals(np.asarray(starts, np.int64), np.asarray(ends, np.int64))
-    out = dict(struct_pages=0, struct_pages_ram=0, struct_pages_device=0, lines_virtual=0,
-               lines=0, lines_ram=0, lines_device=0, pages_ram=0, pages_device=0)
-    if s.size == 0:
-        return out
-    out["struct_pages"] = int((e - s).sum())
-    bs, be = s * sps, e * sps  # byte intervals
-    ls, le = bs // L, -(-be // L)
-    vs, ve = _merge_intervals(ls, le)
-    out["lines_virtual"] = int((ve - vs).sum())
-    # pieces: one per (interval, vmemmap page)
-    v0, v1 = bs >> ps, (be - 1) >> ps
-    n = v1 - v0 + 1
-    idx = np.repeat(np.arange(s.size), n)
-    vpn = _expand_runs(v0, n)
-    page_b0 = vpn * P
-    pb0 = np.maximum(bs[idx], page_b0)
-    pb1 = np.minimum(be[idx], page_b0 + P)
-    # struct pages whose first byte lies in this vmemmap page
-    first_pfn = np.maximum(s[idx], -(-page_b0 // sps))
-    end_pfn = np.minimum(e[idx], -(-(page_b0 + P) // sps))
-    nsp = np.maximum(end_pfn - first_pfn, 0)
-    lo = (pb0 - page_b0) // L
-    hi = -(-(pb1 - page_b0) // L)
-    home, ppfn = _resolve_vpns(m, vpn)
-    key = (home << 56) | ppfn
-    out["struct_pages_ram"] = int(nsp[home == RAM].sum())
-    out["struct_pages_device"] = int(nsp[home == DEVICE].sum())
-    ukeys, inv = np.unique(key, return_inverse=True)
-    per_page = P // L + 1
-    c_lo = inv * per_page + lo
-    c_hi = inv * per_page + hi
-    order = np.argsort(c_lo, kind="stable")
-    c_lo, c_hi, h = c_lo[order], c_hi[order], home[order]
-    prev = np.concatenate(([-1], np.maximum.accumulate(c_hi)[:-1]))
-    contrib = np.maximum(c_hi - np.maximum(c_lo, prev), 0)
-    out["lines_ram"] = int(contrib[h == RAM].sum())
-    out["lines_device"] = int(contrib[h == DEVICE].sum())
-    out["lines"] = out["lines_ram"] + out["lines_device"]
-    uhome = ukeys >> 56
-    out["pages_ram"] = int((uhome == RAM).sum())
-    out["pages_device"] = int((uhome == DEVICE).sum())
-    return out
-
-
-def _homes_of_pfns(m: Machine, pfns: np.ndarray) -> np.ndarray:
-    """Home (RAM/DEVICE) of the vmemmap page holding each struct page (any order of pfns)."""
-    a = m.arch
-    vpn = (pfns * a.struct_page_size) >> a.page_shift
-    order = np.argsort(vpn, kind="stable")
-    home = np.empty(pfns.size, np.int64)
-    home[order] = _resolve_vpns(m, vpn[order])[0]
-    return home
+#: the cost model (:mod:`vmemlab.gup_cost`) and the struct page fields (:mod:`vmemlab.gup_refs`)
+#: stay importable from here
+__all__ = [
+    "COVER_LETTER_KERNELS", "COVER_LETTER_ROWS", "CostParams", "Prediction", "features",
+    "fit_params", "format_table", "nnls", "predict_ns", "FOLL_GET", "FOLL_LONGTERM", "FOLL_PIN",
+    "FOLL_WRITE", "GUP_PIN_COUNTING_BIAS", "INT_MAX", "VARIANTS", "CompoundGeometry",
+    "GupCounters", "GupResult", "StructPageRefs", "compound_geometry",
+    "compound_nr_struct_pages", "folio_maybe_dma_pinned", "gup_references", "pincount_offset",
+    "struct_page_footprint", "wrap32", "gup_fast", "get_user_pages_fast", "pin_user_pages_fast",
+    "unpin_user_pages", "put_pages", "release", "namespace_for", "scenario_counters",
+    "cover_letter_rows", "cover_letter_table", "predict_variants",
+]
 
 
 # -- the user page-table walk ------------------------------------------------------------------------
@@ -856,206 +511,16 @@ def release(r: GupResult) -> GupCounters:
     return unpin_user_pages(r.m, r) if r.flags & FOLL_PIN else put_pages(r.m, r)
 
 
-def gup_references(m: Machine, pgmap: DevPagemap, window: int) -> dict[str, np.ndarray]:
-    """References GUP holds, summed over each ``window``-page window of the pgmap's compound
-    area: ``gets`` (refcount above the initial 1, minus pins) and ``pins`` (pin count, or
-    refcount bias units for pages without one).  Lets tests compare variants whose pages differ
-    in order (base: per subpage; compound: on the head)."""
-    g = compound_geometry(m, pgmap)
-    refs = StructPageRefs(m)
-    nwin = (g.end_pfn - g.first_pfn) // window
-    pfns = g.first_pfn + np.arange(nwin * window, dtype=np.int64)
-    is_head = (pfns - g.first_pfn) % g.nr == 0
-    hp = pfns[is_head]
-    rc = refs.read(hp, "refcount") - 1
-    off = pincount_offset(m, g.order)
-    if off is None:
-        pins = rc // GUP_PIN_COUNTING_BIAS
-        gets = rc % GUP_PIN_COUNTING_BIAS
-    else:
-        pins = refs.read(hp + off, "pincount")
-        gets = rc - pins
-    win = (hp - g.first_pfn) // window
-    return {"gets": np.bincount(win, weights=gets, minlength=nwin).astype(np.int64),
-            "pins": np.bincount(win, weights=pins, minlength=nwin).astype(np.int64)}
+# -- the cover letter's gup_test scenarios, run on the model ------------------------------------
 
-
-def folio_maybe_dma_pinned(m: Machine, pgmap: DevPagemap, pfn: int) -> bool:
-    """``folio_maybe_dma_pinned``: pin count > 0 for pages with one, else
-    ``(unsigned)refcount >= GUP_PIN_COUNTING_BIAS``."""
-    g = compound_geometry(m, pgmap)
-    head = int(g.head(np.array([pfn]))[0])
-    refs = StructPageRefs(m)
-    off = pincount_offset(m, g.order)
-    if off is not None:
-        return bool(refs.read(np.array([head + off]), "pincount")[0] > 0)
-    return bool((int(refs.read(np.array([head]), "refcount")[0]) & 0xFFFFFFFF)
-                >= GUP_PIN_COUNTING_BIAS)
-
-
-# -- cost model ----------------------------------------------------------------------------------
-@dataclass
-class CostParams:
-    """Nanoseconds per event.  ``miss_*`` is the first line touched in a vmemmap page (a demand
-    miss the prefetcher has not seen coming: the struct-page stride between compound heads is
-    32 KiB at 2M); ``near_*`` each further line of the same physical vmemmap page (streamed or
-    prefetched); ``atomic_*`` a locked RMW on a struct-page line already fetched; ``entry`` one
-    ``pages[]`` store plus loop overhead per subpage; ``pgtable_entry`` one user page-table read.
-    Defaults are the fit on the cover letter's 16G rows (see :func:`cover_letter_table`)."""
-
-    entry: float = 1.44
-    miss_ram: float = 0.0
-    near_ram: float = 9.70
-    atomic_ram: float = 2.59
-    miss_dev: float = 363.5
-    near_dev: float = 112.4
-    atomic_dev: float = 0.0
-    pgtable_entry: float = 0.0
-
-    MEANING = {
-        "entry": "per pages[] entry written (record_subpages / the per-page loop)",
-        "miss_ram": "first struct-page line of a RAM vmemmap page (demand miss to DRAM)",
-        "near_ram": "each further struct-page line of the same RAM vmemmap page (streamed)",
-        "atomic_ram": "locked RMW (set_bit, atomic_add) on a RAM struct-page line",
-        "miss_dev": "first struct-page line of a device (pmem, --map=dev) vmemmap page",
-        "near_dev": "each further struct-page line of the same device vmemmap page",
-        "atomic_dev": "locked RMW on a device (pmem) struct-page line",
-        "pgtable_entry": "per user page-table entry read (fixed 0: PMD entries stay cached)",
-    }
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def vector(self) -> np.ndarray:
-        return np.array([getattr(self, n) for n in self.names()], float)
-
-
-def features(c: GupCounters) -> np.ndarray:
-    """The counts each :class:`CostParams` field multiplies, in field order."""
-    return np.array([c.pages_entries, c.vmemmap_pages_ram, c.lines_near_ram, c.atomics_ram,
-                     c.vmemmap_pages_device, c.lines_near_device, c.atomics_device,
-                     c.pgtable_entries_total], float)
-
-
-def predict_ns(c: GupCounters, params: CostParams | None = None) -> float:
-    """Predicted time of the call in nanoseconds."""
-    params = CostParams() if params is None else params
-    return float(features(c) @ params.vector())
-
-
-def nnls(A: np.ndarray, b: np.ndarray, max_iter: int = 500) -> np.ndarray:
-    """Non-negative least squares ``min ||Ax - b||, x >= 0`` (Lawson-Hanson active set)."""
-    A = np.asarray(A, float)
-    b = np.asarray(b, float)
-    n = A.shape[1]
-    x = np.zeros(n)
-    passive = np.zeros(n, np.bool_)
-    w = A.T @ (b - A @ x)
-    tol = 1e-10 * max(1.0, float(np.abs(A).max()) * float(np.abs(b).max()))
-    for _ in range(max_iter):
-        if passive.all() or (w[~passive] <= tol).all():
-            break
-        j = int(np.argmax(np.where(passive, -np.inf, w)))
-        passive[j] = True
-        while True:
-            z = np.zeros(n)
-            z[passive] = np.linalg.lstsq(A[:, passive], b, rcond=None)[0]
-            if (z[passive] > 0).all():
-                x = z
-                break
-            neg = passive & (z <= 0)
-            alpha = np.min(x[neg] / (x[neg] - z[neg]))
-            x = x + alpha * (z - x)
-            passive &= x > 1e-12
-            x[~passive] = 0.0
-        w = A.T @ (b - A @ x)
-    return x
-
-
-def fit_params(rows: Sequence[tuple[GupCounters, float]], free: Iterable[str] | None = None,
-               fixed: CostParams | None = None, relative: bool = True) -> CostParams:
-    """Fit :class:`CostParams` to measured ``(counters, ns)`` rows by non-negative least squares.
-
-    ``free`` names the parameters to fit (default all but ``pgtable_entry``); the others keep
-    their ``fixed`` values.  ``relative`` weights each row by 1/measured, so a 6 ms row counts as
-    much as a 4 s one (the cover letter's rows span three orders of magnitude)."""
-    names = CostParams.names()
-    free = [n for n in names if n != "pgtable_entry"] if free is None else list(free)
-    for n in free:
-        if n not in names:
-            raise ParameterError("free", n, "CostParams field names")
-    fixed = CostParams(**{n: 0.0 for n in names}) if fixed is None else fixed
-    X = np.array([features(c) for c, _ in rows])
-    y = np.array([t for _, t in rows], float)
-    fi = [names.index(n) for n in free]
-    xi = [i for i in range(len(names)) if i not in fi]
-    y_res = y - X[:, xi] @ fixed.vector()[xi]
-    A = X[:, fi]
-    if relative:
-        A = A / y[:, None]
-        y_res = y_res / y
-    scale = np.maximum(np.abs(A).max(axis=0), 1e-30)
-    sol = nnls(A / scale, y_res) / scale
-    vals = fixed.vector()
-    vals[fi] = sol
-    return CostParams(**dict(zip(names, vals.tolist())))
-
-
-# -- the cover letter's gup_test table ------------------------------------------------------------
-#: "[PATCH v3 00/14] mm, sparse-vmemmap: Introduce compound pagemaps" (Joao Martins, linux-mm,
-#: 14 Jul 2021), /work/shared/reference/compound-pagemaps-v3-cover-letter.txt.  Each row:
-#: (size, flags, map, when, ms, quoted line).  "before" = next-20210714 without the series
-#: (base-page devmaps: kernel "5.16" here), "after" = with it (compound pagemaps, tail-page
-#: vmemmap reuse for RAM memmaps, patch 13's head-once GUP: kernel "v3").
-COVER_LETTER_ROWS: list[tuple[str, str, str, str, float, str]] = [
-    ("16G", "get", "mem", "before", 59.0, "(16G get_user_pages_fast 2M page size) ~59 ms -> ~6.1 ms"),
-    ("16G", "get", "mem", "after", 6.1, "(16G get_user_pages_fast 2M page size) ~59 ms -> ~6.1 ms"),
-    ("16G", "pin", "mem", "before", 87.0, "(16G pin_user_pages_fast 2M page size) ~87 ms -> ~6.2 ms"),
-    ("16G", "pin", "mem", "after", 6.2, "(16G pin_user_pages_fast 2M page size) ~87 ms -> ~6.2 ms"),
-    ("16G", "get", "dev", "before", 494.0,
-     "(16G get_user_pages_fast altmap 2M page size) ~494 ms -> ~9 ms"),
-    ("16G", "get", "dev", "after", 9.0,
-     "(16G get_user_pages_fast altmap 2M page size) ~494 ms -> ~9 ms"),
-    ("16G", "pin", "dev", "before", 494.0,
-     "(16G pin_user_pages_fast altmap 2M page size) ~494 ms -> ~10 ms"),
-    ("16G", "pin", "dev", "after", 10.0,
-     "(16G pin_user_pages_fast altmap 2M page size) ~494 ms -> ~10 ms"),
-    ("128G", "get", "mem", "before", 492.0, "(128G get_user_pages_fast 2M page size) ~492 ms -> ~49 ms"),
-    ("128G", "get", "mem", "after", 49.0, "(128G get_user_pages_fast 2M page size) ~492 ms -> ~49 ms"),
-    ("128G", "pin", "mem", "before", 493.0, "(128G pin_user_pages_fast 2M page size) ~493 ms -> ~50 ms"),
-    ("128G", "pin", "mem", "after", 50.0, "(128G pin_user_pages_fast 2M page size) ~493 ms -> ~50 ms"),
-    ("128G", "get", "dev", "before", 3910.0,
-     "(128G get_user_pages_fast altmap 2M page size) ~3.91 s -> ~70 ms"),
-    ("128G", "get", "dev", "after", 70.0,
-     "(128G get_user_pages_fast altmap 2M page size) ~3.91 s -> ~70 ms"),
-    ("128G", "pin", "dev", "before", 3970.0,
-     "(128G pin_user_pages_fast altmap 2M page size) ~3.97 s -> ~74 ms"),
-    ("128G", "pin", "dev", "after", 74.0,
-     "(128G pin_user_pages_fast altmap 2M page size) ~3.97 s -> ~74 ms"),
-]
-
-#: kernel variant of each side of the table
-COVER_LETTER_KERNELS = {"before": "5.16", "after": "v3"}
 
 _COUNTER_CACHE: dict[tuple, GupCounters] = {}
-
-
-def namespace_for(mapping: int) -> int:
-    """Raw namespace size that leaves at least ``mapping`` bytes of dax data with
-    ``--map=dev`` (64 B of memmap per 4 KiB page plus the info block), rounded up to 1 GiB."""
-    gib = 1 << 30
-    extra = mapping // 64 + (4 << 20)
-    return mapping + -(-extra // gib) * gib
 
 
 def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str = "2M",
                       variant: str | None = None) -> GupCounters:
     """Counters of one gup_test run: a fresh namespace, ``mmap`` of ``size`` bytes of its
     dax device (populated), one GUP-fast call over all of it (counters only).  Cached."""
-    from .plan import plan
-    from .units import parse_size
-
     if flags not in ("get", "pin"):
         raise ParameterError("flags", flags, "'get' (FOLL_GET) or 'pin' (FOLL_PIN)")
     if not isinstance(size, (str, int)) or isinstance(size, bool):
@@ -1073,8 +538,6 @@ def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str =
 
 
 def _map(p: Any, nbytes: int) -> DaxVma:
-    from .dax_device import dax_mmap_plan
-
     return dax_mmap_plan(p, size=nbytes)
 
 
@@ -1090,20 +553,6 @@ def cover_letter_rows(size: str | None = None) -> list[tuple[tuple, GupCounters,
     return out
 
 
-@dataclass
-class Prediction:
-    size: str
-    flags: str
-    map: str
-    when: str
-    measured_ms: float
-    predicted_ms: float
-
-    @property
-    def error(self) -> float:
-        return self.predicted_ms / self.measured_ms - 1.0
-
-
 def cover_letter_table(fit_on: str = "16G", predict: str = "128G",
                        free: Iterable[str] | None = None) -> tuple[CostParams, list[Prediction]]:
     """Fit :class:`CostParams` on the ``fit_on`` rows only and predict the ``predict`` rows."""
@@ -1114,17 +563,6 @@ def cover_letter_table(fit_on: str = "16G", predict: str = "128G",
         sz, fl, mp, when, ms, _ = row
         out.append(Prediction(sz, fl, mp, when, ms, predict_ns(c, params) / 1e6))
     return params, out
-
-
-def format_table(params: CostParams, preds: list[Prediction]) -> str:
-    lines = ["parameters (ns): " + ", ".join(f"{n}={getattr(params, n):.2f}"
-                                             for n in CostParams.names())]
-    lines.append(f"{'row':<28}{'measured':>12}{'predicted':>12}{'error':>9}")
-    for p in preds:
-        label = f"{p.size} {p.flags} {'altmap' if p.map == 'dev' else 'RAM'} {p.when}"
-        lines.append(f"{label:<28}{p.measured_ms:>10.1f}ms{p.predicted_ms:>10.1f}ms"
-                     f"{100 * p.error:>+8.1f}%")
-    return "\n".join(lines)
 
 
 def predict_variants(size: str = "128G", params: CostParams | None = None,
@@ -1147,8 +585,3 @@ def predict_variants(size: str = "128G", params: CostParams | None = None,
     return out
 
 
-def compound_nr_struct_pages(m: Machine, pgmap: DevPagemap) -> int:
-    """Struct pages ``memmap_init_zone_device`` writes per compound page (for reference)."""
-    from .memremap import pgmap_altmap
-
-    return compound_nr_pages(m, pgmap_altmap(pgmap), pgmap)

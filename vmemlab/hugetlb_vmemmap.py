@@ -55,192 +55,49 @@ HugeTLB cgroup/subpool fields (left NULL, as ``init_new_hugetlb_folio`` leaves t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .errors import KernelError, ParameterError
 from .frames import VMEMMAP
+from .hugetlb import (
+    _find,
+    alloc_hugetlb_folio,
+    folio_set_hugetlb,
+    folio_test_hugetlb,
+    hugetlb_hwpoison_location,
+    prep_compound_hugetlb,
+)
+from .include.hugetlb import (
+    HugetlbFolio,
+    HugetlbState,
+    HvoReport,
+    _state,
+    _vmemmap_span,
+    hugetlb_orders,
+)
+from .machine import Machine
+from .memremap import DevPagemap, memremap_pages
 from .page import (
-    HUGETLB_PAGE_DTOR,
     PG,
-    PG_HUGETLB_PAGE_TYPE,
-    PGTY_HUGETLB,
     SIZEOF_STRUCT_PAGE,
+    TAIL_MAPPING,
+    VmemmapFault,
     head_va,
     read_field,
     struct_pages,
     write_field,
 )
+from .units import as_int, parse_size
+from .vmemmap_optimization import ZONE_NORMAL_NAME, vmemmap_shared_tail_page
+from .vmemmap_optimization import _state as _vmemmap_optimization_state
 
-if TYPE_CHECKING:
-    from .machine import Machine
-
-
-@dataclass
-class HugetlbFolio:
-    """One HugeTLB page carved from boot RAM: ``[head_pfn, head_pfn + (1 << order))``."""
-
-    head_pfn: int
-    order: int
-    optimized: bool = False
-    dissolved: bool = False
-    #: the frame the remapped tail PTEs point at while optimized
-    reuse_frame: int = -1
-    reserve: int = 0
-
-    @property
-    def nr_pages(self) -> int:
-        return 1 << self.order
-
-
-@dataclass
-class HugetlbState:
-    """``m.hugetlb``: HugeTLB pages allocated from boot RAM and the HVO static key."""
-
-    folios: list[HugetlbFolio] = field(default_factory=list)
-    #: ``hugetlb_optimize_vmemmap_key`` count (5.18+: one per optimized page)
-    fake_head_key: int = 0
-    #: "BUG: Bad page state" reports of dissolves whose free path rejected struct pages:
-    #: (pfn, reason); such a HugeTLB page is not returned to the buddy allocator
-    bad_pages: list[tuple[int, str]] = field(default_factory=list)
-    #: head pfns of HugeTLB pages lost that way
-    leaked: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class HvoReport:
-    """What one ``hugetlb_vmemmap_optimize`` / ``restore`` did (pages of PAGE_SIZE)."""
-
-    order: int
-    vmemmap_pages: int
-    reserve: int
-    reused_vmemmap_page: int  #: index of the vmemmap page the tails now map (0 head, 1 tail)
-    data_pages_freed: int  #: vmemmap data pages returned to the allocator (net of a head copy)
-    split_pte_tables: int  #: PTE tables allocated by vmemmap_split_pmd
-    head_copy: bool
-    net_pages_saved: int  #: data_pages_freed - split_pte_tables
-
-    def rows(self) -> list[tuple[str, str]]:
-        return [("HugeTLB page", f"order {self.order} ({self.vmemmap_pages} vmemmap pages)"),
-                ("kept / reused", f"{self.reserve} kept, tails map vmemmap page "
-                                  f"{self.reused_vmemmap_page}"),
-                ("data pages freed", str(self.data_pages_freed)),
-                ("PTE tables for PMD splits", str(self.split_pte_tables)),
-                ("net pages saved", str(self.net_pages_saved))]
-
-
-def _state(m: Machine) -> HugetlbState:
-    if m.hugetlb is None:
-        m.hugetlb = HugetlbState()
-    return m.hugetlb
-
-
-def hugetlb_orders(m: Machine) -> tuple[int, ...]:
-    """HugeTLB page orders the arch maps: PMD and (if the arch has one) PUD size
-    (x86_64: 2 MiB and, with pdpe1gb, 1 GiB)."""
-    a = m.arch
-    out = [a.PMD_SHIFT - a.page_shift]
-    if a.PUD_SHIFT is not None:
-        out.append(a.PUD_SHIFT - a.page_shift)
-    return tuple(out)
-
-
-def _vmemmap_span(m: Machine, folio: HugetlbFolio) -> tuple[int, int]:
-    """vpns ``[start, end)`` of the folio's struct pages."""
-    a = m.arch
-    start = folio.head_pfn * SIZEOF_STRUCT_PAGE >> a.page_shift
-    return start, start + (folio.nr_pages * SIZEOF_STRUCT_PAGE >> a.page_shift)
-
-
-# -- allocation --------------------------------------------------------------------------------
-def alloc_hugetlb_folio(m: Machine, size: int | str = "2M") -> HugetlbFolio:
-    """Take a HugeTLB page from boot RAM (``alloc_fresh_hugetlb_folio``) and prep it as a
-    compound page: the first free ``size``-aligned pfn range of boot RAM above the first MiB
-    (which x86 reserves), then
-    ``prep_compound_page`` (``__SetPageHead``, ``prep_compound_tail`` for every tail,
-    ``prep_compound_head``) and the HugeTLB mark, written through the vmemmap.  The head gets
-    refcount 1 (allocated), tails 0.  RAM accounting: the data pages belong to boot RAM, which
-    the model does not count against the vmemmap allocator."""
-    from .units import parse_size
-
-    a = m.arch
-    nbytes = parse_size(size, "size")
-    if nbytes < a.PAGE_SIZE or nbytes & (nbytes - 1):
-        raise ParameterError("size", size, "a power-of-two HugeTLB page size")
-    order = nbytes.bit_length() - 1 - a.page_shift
-    allowed = hugetlb_orders(m)
-    if order not in allowed:
-        raise ParameterError("size", size, f"a HugeTLB size {a.name} maps: " + ", ".join(
-            f"{(1 << (o + a.page_shift)) >> 20} MiB" for o in allowed))
-    if SIZEOF_STRUCT_PAGE != a.struct_page_size:
-        raise ParameterError("struct_page_size", a.struct_page_size, "64 for HugeTLB vmemmap")
-    end_pfn = m.boot_ram_end >> a.page_shift
-    nr = 1 << order
-    st = _state(m)
-    busy = sorted((f.head_pfn, f.head_pfn + f.nr_pages) for f in st.folios)
-    # x86 keeps the first MiB for the firmware and the kernel: start above it
-    pfn = -(-((1 << 20) >> a.page_shift) // nr) * nr
-    for lo, hi in busy:
-        if pfn + nr <= lo:
-            break
-        pfn = max(pfn, -(-hi // nr) * nr)
-    if pfn + nr > end_pfn:
-        raise KernelError("ENOMEM", "alloc_fresh_hugetlb_folio",
-                          f"no free {nbytes >> 20} MiB-aligned range left in boot RAM "
-                          f"({m.boot_ram_end >> 20} MiB booted)")
-    folio = HugetlbFolio(pfn, order)
-    prep_compound_hugetlb(m, pfn, order)
-    st.folios.append(folio)
-    return folio
-
-
-def prep_compound_hugetlb(m: Machine, head: int, order: int) -> None:
-    """``prep_compound_page(page, order)`` (mm/page_alloc.c: ``__SetPageHead``,
-    ``prep_compound_tail`` for every tail, ``prep_compound_head``) plus the allocation refcount
-    (head 1, tails 0) and the HugeTLB mark, every struct page written through the vmemmap."""
-    from .mm_init import prep_compound_head, prep_compound_tail
-
-    nr = 1 << order
-    flags = int(read_field(m, head, "flags")[0])
-    write_field(m, head, "flags", flags | (1 << PG(m, "PG_head")))         # __SetPageHead
-    write_field(m, head, "_refcount", 1)                                    # allocated
-    prep_compound_tail(m, head, np.arange(1, nr, dtype=np.int64), order)
-    write_field(m, head + np.arange(1, nr, dtype=np.int64), "_refcount", 0)
-    prep_compound_head(m, head, order)
-    folio_set_hugetlb(m, head, True)
-    # __prep_new_huge_page (6.1.192 mm/hugetlb.c) / init_new_hugetlb_folio (6.x):
-    # INIT_LIST_HEAD(&folio->lru), then subpool, cgroup and cgroup_rsvd set to NULL
-    va = int(head_va(m, head))
-    write_field(m, head, "lru_next", va + 8)
-    write_field(m, head, "lru_prev", va + 8)
-    off, _ = hugetlb_hwpoison_location(m)
-    if m.kernel.layout == "folio":   # page[2] (6.2-6.11) or page[3] (6.12) of struct folio
-        for f in ("_hugetlb_subpool", "_hugetlb_cgroup", "_hugetlb_cgroup_rsvd"):
-            write_field(m, head + off, f, 0)
-    else:                            # page_private(head + SUBPAGE_INDEX_SUBPOOL .. _RSVD)
-        write_field(m, head + np.arange(1, 4, dtype=np.int64), "private", 0)
-
-
-def folio_set_hugetlb(m: Machine, head: int, on: bool = True) -> None:
-    """Mark (``on``) or unmark the folio at ``head`` as HugeTLB, per ``m.kernel.hugetlb_marker``:
-    ``set_compound_page_dtor(page, HUGETLB_PAGE_DTOR)`` (<= 6.1; unmarking restores
-    ``COMPOUND_PAGE_DTOR``), 6.6.y ``__folio_set_hugetlb`` (``page_type &= ~PG_hugetlb``;
-    ``__folio_clear_hugetlb``: ``|= PG_hugetlb``), 6.12 ``page_type = PGTY_hugetlb << 24``
-    (clear: ``UINT_MAX``)."""
-    from .page import COMPOUND_PAGE_DTOR
-
-    mark = m.kernel.hugetlb_marker
-    if mark == "dtor":
-        write_field(m, head + 1, "compound_dtor", HUGETLB_PAGE_DTOR if on else COMPOUND_PAGE_DTOR)
-        return
-    pt = int(read_field(m, head, "page_type")[0])
-    if mark == "pg_hugetlb":
-        pt = pt & ~PG_HUGETLB_PAGE_TYPE if on else pt | PG_HUGETLB_PAGE_TYPE
-    else:
-        pt = PGTY_HUGETLB << 24 if on else 0xFFFFFFFF
-    write_field(m, head, "page_type", pt)
+__all__ = ["HugetlbFolio", "HugetlbState", "HvoReport", "hugetlb_orders", "alloc_hugetlb_folio",
+           "prep_compound_hugetlb", "folio_set_hugetlb", "folio_test_hugetlb",
+           "hugetlb_hwpoison_location", "vmemmap_page_count", "vmemmap_split_pmd",
+           "vmemmap_remap_free", "hugetlb_vmemmap_optimize", "vmemmap_remap_alloc",
+           "hugetlb_vmemmap_restore", "free_tail_pages_bad", "dissolve_free_huge_page",
+           "hvo_savings", "contrast_with_device_dax", "hugetlb_vmemmap_optimize_folio",
+           "hugetlb_vmemmap_restore_folio"]
 
 
 def vmemmap_page_count(m: Machine, fid: int) -> int:
@@ -262,49 +119,6 @@ def vmemmap_page_count(m: Machine, fid: int) -> int:
             s, e = _vmemmap_span(m, f)
             n -= e - s - f.reserve   # the tail PTEs vmemmap_remap_pte pointed here
     return n
-
-
-def hugetlb_hwpoison_location(m: Machine) -> tuple[int, str]:
-    """Where a HugeTLB folio keeps its list of poisoned subpages (``raw_hwp_list_head``), as
-    (struct page offset from the head, field): up to 6.1 ``page_private(head +
-    SUBPAGE_INDEX_HWPOISON)`` = ``page[4].private`` (6.1.192 mm/memory-failure.c, with
-    CONFIG_CGROUP_HUGETLB); from 6.2 (dad6a5eb5556) ``folio->_hugetlb_hwpoison`` in page[2]; in
-    6.12 struct folio has four struct pages and the field sits in page[3] (DWARF of Debian's
-    6.12.117, ``vmemlab/layouts/6.12.117.json``)."""
-    from .page import SUBPAGE_INDEX_HWPOISON, struct_layout_name
-
-    if struct_layout_name(m.kernel) == "6.12":
-        return 3, "_hugetlb_hwpoison"
-    if m.kernel.layout == "folio":
-        return 2, "_hugetlb_hwpoison"
-    return SUBPAGE_INDEX_HWPOISON, "private"
-
-
-def folio_test_hugetlb(m: Machine, head: int) -> bool:
-    """``folio_test_hugetlb(folio)`` / ``PageHeadHuge(page)`` of the head at ``head``:
-    <= 6.1 ``page[1].compound_dtor == HUGETLB_PAGE_DTOR`` (PG_head set); 6.6.y
-    ``(page_type & (PAGE_TYPE_BASE | PG_hugetlb)) == PAGE_TYPE_BASE``; 6.12
-    ``page_type >> 24 == PGTY_hugetlb``."""
-    mark = m.kernel.hugetlb_marker
-    if mark == "dtor":
-        flags = int(read_field(m, head, "flags")[0])
-        return bool(flags >> PG(m, "PG_head") & 1) and \
-            int(read_field(m, head + 1, "compound_dtor")[0]) == HUGETLB_PAGE_DTOR
-    pt = int(read_field(m, head, "page_type")[0])
-    if mark == "pg_hugetlb":
-        return pt & (0xF0000000 | PG_HUGETLB_PAGE_TYPE) == 0xF0000000
-    return pt >> 24 == PGTY_HUGETLB
-
-
-def _find(m: Machine, folio: HugetlbFolio) -> HugetlbFolio:
-    st = _state(m)
-    if not isinstance(folio, HugetlbFolio):
-        raise ParameterError("folio", folio, "a HugetlbFolio from alloc_hugetlb_folio()")
-    if folio.dissolved or all(f is not folio for f in st.folios):
-        raise KernelError("EINVAL", "dissolve_free_huge_page",
-                          f"pfn {folio.head_pfn:#x} is not a HugeTLB page any more (already "
-                          f"dissolved)")
-    return folio
 
 
 # -- optimize ----------------------------------------------------------------------------------
@@ -383,12 +197,8 @@ def hugetlb_vmemmap_optimize(m: Machine, folio: HugetlbFolio,
     the pages they mapped.  Refuses (changing nothing) if the page is already optimized (the
     kernel returns silently there), dissolved, or RAM for the PTE tables / head copy is short.
     """
-    from .page import VmemmapFault
-
     folio = _find(m, folio)
     if m.kernel.shared_tail:  # the 2026 rework: tails onto the zone's shared tail page
-        from .vmemmap_optimization import hugetlb_vmemmap_optimize_folio
-
         return hugetlb_vmemmap_optimize_folio(m, folio)
     if folio.optimized:
         raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
@@ -463,8 +273,6 @@ def hugetlb_vmemmap_restore(m: Machine, folio: HugetlbFolio) -> HvoReport:
     (-ENOMEM, the page stays optimized)."""
     folio = _find(m, folio)
     if m.kernel.shared_tail:  # the 2026 rework: copies of the shared tail page
-        from .vmemmap_optimization import hugetlb_vmemmap_restore_folio
-
         return hugetlb_vmemmap_restore_folio(m, folio)
     if not folio.optimized:
         raise KernelError("EINVAL", "hugetlb_vmemmap_restore_folio",
@@ -499,8 +307,6 @@ def free_tail_pages_bad(m: Machine, head: int, nr: int) -> list[tuple[int, str]]
     Only struct pages a restore left dirty fail them: the copies of head, page[1..3] that
     Debian's 6.12.117 puts at the start of every restored vmemmap page (the real-kernel
     check's dmesg)."""
-    from .page import TAIL_MAPPING
-
     tails = head + np.arange(1, nr, dtype=np.int64)
     idx = tails - head
     mapping = read_field(m, tails, "mapping")
@@ -589,9 +395,6 @@ def hvo_savings(kernel: str = "6.6", size: str = "2M", head_copy: bool | None = 
     """Run HVO on one HugeTLB page in a fresh machine and read the savings off the model:
     data pages freed, PTE tables added by the split, and net; plus the same for a second page
     in the same PMD (no new split: the table is shared)."""
-    from .machine import Machine
-    from .units import parse_size
-
     nbytes = parse_size(size, "size")
     m = Machine(arch, kernel, ram=max(3 * nbytes, 1 << 28))  # two pages above the first MiB
     before = m.ram.used
@@ -615,10 +418,6 @@ def contrast_with_device_dax(order: int = 9, kernel: str = "6.6") -> dict[str, d
     pages, unique data pages kept, which vmemmap page the others map (0 = head page, 1 = first
     tail page), and pages saved.  Device-dax populates its memmap deduplicated and reuses the
     TAIL page; HVO remaps a populated memmap and reuses the HEAD page (5.18+)."""
-    from .machine import Machine
-    from .memremap import DevPagemap, memremap_pages
-    from .units import as_int
-
     orders = [o for o in hugetlb_orders(Machine("x86_64", kernel)) if o]
     order = as_int("order", order, None, None, "a HugeTLB order on x86_64: "
                    + ", ".join(map(str, orders)))
@@ -647,3 +446,102 @@ def contrast_with_device_dax(order: int = 9, kernel: str = "6.6") -> dict[str, d
            "reused_vmemmap_page": int(np.flatnonzero(fr2 == fr2[-1])[0]),
            "saved": r.data_pages_freed}
     return {"device_dax": dax, "hvo": hvo}
+
+
+def hugetlb_vmemmap_optimize_folio(m: Machine, folio: HugetlbFolio) -> HvoReport:
+    """``__hugetlb_vmemmap_optimize_folio`` (mm/hugetlb_vmemmap.c at ``0454b15e9bbd``).
+
+    ``vmemmap_tail = vmemmap_shared_tail_page(h->order, folio_zone(folio))``; a new page
+    (``alloc_pages_node``) gets a copy of the head vmemmap page (``memmap_pages_add(1)``);
+    ``vmemmap_remap_free`` over the whole vmemmap (PMD leaves split first) maps the first PTE to
+    the copy ``PAGE_KERNEL`` and every other PTE to the shared tail ``PAGE_KERNEL_RO``
+    (``mk_pte``, no ``get_page``), and every page the vmemmap had is freed
+    (``free_vmemmap_page``: boot or normal counter -1 each).  No fake heads: the shared page
+    holds tails only.  Checks (already optimized, RAM for the split/head/shared page) happen
+    first, so a refusal changes nothing."""
+    pt, f = m.pgtables, m.frames
+    if folio.optimized:
+        raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
+                          f"HugeTLB page at pfn {folio.head_pfn:#x} is already optimized; the "
+                          "kernel returns without doing anything")
+    _check_optimizable(m, folio)
+    s, e = _vmemmap_span(m, folio)
+    key = (ZONE_NORMAL_NAME, 0, folio.order)
+    leaves = [k for k in range(s >> pt.pte_bits, ((e - 1) >> pt.pte_bits) + 1)
+              if k in pt.pmd_leaf]
+    need = len(leaves) + 1 + (0 if key in _vmemmap_optimization_state(m).tails else 1)
+    if m.ram.free is not None and m.ram.free < need:
+        raise KernelError("ENOMEM", "__hugetlb_vmemmap_optimize_folio",
+                          f"needs {need} page(s) (PTE tables for the split, the head copy, the "
+                          f"shared tail page), {m.ram.free} free")
+    frame, _ = pt.resolve(np.arange(s, e, dtype=np.int64))
+    if (frame < 0).any():
+        raise VmemmapFault(f"vmemmap of HugeTLB page {folio.head_pfn:#x} is not mapped")
+    new_tail = key not in _vmemmap_optimization_state(m).tails
+    tail = vmemmap_shared_tail_page(m, folio.order, ZONE_NORMAL_NAME, 0)
+    st = struct_pages(m)
+    st.locate(np.array([s * st.per_page, (s + 1) * st.per_page]))  # contents to be copied
+    for k in leaves:
+        vmemmap_split_pmd(m, k)
+    frame, _ = pt.resolve(np.array([s, s + 1]))
+    old_head = int(frame[0])
+    if new_tail:
+        # The kernel fills a new shared page with tails of a NULL head (mm_zero_struct_page,
+        # _mapcount -1, node, zone, prep_compound_tail(page, NULL, order)); the model copies
+        # the folio's second vmemmap page, whose tails prep_compound_page wrote with the same
+        # mask-encoded compound_info (TAIL_MAPPING and a zero refcount besides).
+        st.copy_page((int(f.home[tail]), int(f.pfn[tail])),
+                     (int(f.home[frame[1]]), int(f.pfn[frame[1]])))
+    head = int(f.alloc_ram(1, 0, VMEMMAP, function="__hugetlb_vmemmap_optimize_folio")[0])
+    st.copy_page((int(f.home[head]), int(f.pfn[head])),
+                 (int(f.home[old_head]), int(f.pfn[old_head])))
+    freed = [pt.remap_pte(s, head, ro=False)]
+    f.put(np.array([head]))  # the allocation's reference: the PTE holds one now
+    for vpn in range(s + 1, e):
+        freed.append(pt.remap_pte(vpn, tail, ro=True))
+    f.refcount[tail] -= e - s - 1  # mk_pte without get_page: HVO's PTEs take no reference
+    freed_arr = np.array(freed, np.int64)
+    boot = f.boot[freed_arr].copy()
+    for fid in freed_arr.tolist():
+        st.drop((int(f.home[fid]), int(f.pfn[fid])))
+    dead = f.put(freed_arr)
+    if dead.size != freed_arr.size:
+        raise AssertionError("a freed vmemmap page is still referenced")
+    if m.kernel.memmap_counter:
+        m.vmstat["nr_memmap_boot_pages"] -= int(boot.sum())
+        m.vmstat["nr_memmap_pages"] -= int((~boot).sum()) - 1
+    folio.optimized, folio.reuse_frame, folio.reserve = True, tail, 1
+    data_freed = len(freed) - 1
+    return HvoReport(folio.order, e - s, 1, 0, data_freed, len(leaves), True,
+                     data_freed - len(leaves))
+
+
+def hugetlb_vmemmap_restore_folio(m: Machine, folio: HugetlbFolio) -> HvoReport:
+    """``__hugetlb_vmemmap_restore_folio`` -> ``vmemmap_remap_alloc`` (mm/hugetlb_vmemmap.c at
+    ``0454b15e9bbd``): over the vmemmap past ``HUGETLB_VMEMMAP_RESERVE_SIZE``, allocate one page
+    per PTE (``memmap_pages_add``), and for each PTE that maps the shared tail page copy the
+    shared page into a new page and map it ``PAGE_KERNEL`` (``vmemmap_restore_pte``).  The head
+    copy stays mapped.  The shared page keeps its zone reference."""
+    pt, f = m.pgtables, m.frames
+    if not folio.optimized:
+        raise KernelError("EINVAL", "hugetlb_vmemmap_restore_folio",
+                          f"HugeTLB page at pfn {folio.head_pfn:#x} is not optimized; the kernel "
+                          "returns 0 doing nothing")
+    s, e = _vmemmap_span(m, folio)
+    nr = e - s - 1
+    if m.ram.free is not None and m.ram.free < nr:
+        raise KernelError("ENOMEM", "vmemmap_remap_alloc",
+                          f"needs {nr} page(s) to restore the vmemmap, {m.ram.free} free")
+    tail = folio.reuse_frame
+    st = struct_pages(m)
+    new = f.alloc_ram(nr, 0, VMEMMAP, function="vmemmap_remap_alloc")
+    key_tail = (int(f.home[tail]), int(f.pfn[tail]))
+    for vpn, fid in zip(range(s + 1, e), new.tolist()):
+        if key_tail in st.slot:
+            st.copy_page((int(f.home[fid]), int(f.pfn[fid])), key_tail)
+        pt.remap_pte(vpn, fid, ro=False)
+    f.put(new)  # the allocation's reference: each PTE holds one now
+    if m.kernel.memmap_counter:
+        m.vmstat["nr_memmap_pages"] += nr
+    folio.optimized, folio.reuse_frame = False, -1
+    return HvoReport(folio.order, e - s, 1, 0, -nr, 0, False, -nr)

@@ -16,8 +16,7 @@ from .errors import ParameterError
 from .frames import DEVICE, PAGETABLE, RAM, VMEMMAP, FrameTable, RamAllocator
 from .kernels import Kernel, get_kernel
 from .pagetables import KernelPageTables
-from .sparse import MemSection, Sparse
-from .sparse_vmemmap import populate_section_memmap
+from .sparse import MemSection, Sparse, populate_section_memmap
 from .units import parse_size
 
 

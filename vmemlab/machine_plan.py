@@ -27,6 +27,7 @@ from .errors import KernelError, ParameterError
 from .hugetlb_plan import PLACEMENTS, HugetlbPlan, boot_memmap_pages, parse_pool, plan_hugetlb
 from .kernels import get_kernel
 from .machine import Machine
+from .plan import DEFAULT_START, plan
 from .units import GiB, format_size, parse_size
 
 
@@ -175,8 +176,6 @@ def plan_machine(ram: int | str, namespaces: list[str | tuple] | tuple = (),
         raise ParameterError("hugetlb", pools, f"pools of {format_size(pool_bytes)} in all, "
                              f"more than the {format_size(ram_b)} of RAM")
     if specs:
-        from .plan import DEFAULT_START, plan
-
         m = Machine(a, k, None)
         nxt = max(DEFAULT_START, ram_b)
         for i, (size, align, map_) in enumerate(specs):

@@ -57,6 +57,7 @@ from .page import (
     compound_head,
     pfn_to_page,
     read_field,
+    set_flag_bits,
     struct_pages,
 )
 from .units import as_int
@@ -278,6 +279,4 @@ def page_hwpoisoned(m: Machine, pfn: int) -> bool:
 
 def ClearPageHWPoison(m: Machine, pfn: int) -> None:  # noqa: N802
     """Clear PG_hwpoison on ``pfn``'s struct page (``ClearPageHWPoison``)."""
-    from .page import set_flag_bits
-
     set_flag_bits(m, pfn, "PG_hwpoison", on=False)

@@ -1,5 +1,6 @@
-"""mm/memremap.c and include/linux/memremap.h: ``struct dev_pagemap``, ``memremap_pages``,
-``memunmap_pages``.
+"""mm/memremap.c: ``memremap_pages``, ``memunmap_pages``.  ``struct dev_pagemap`` and its
+helpers live in the header module :mod:`vmemlab.include.memremap` (include/linux/memremap.h) and
+are re-exported here.
 
 A device-dax instance hands ``memremap_pages`` a pgmap whose ``vmemmap_shift`` comes from the
 device alignment (``dev_dax_probe``, 5.17+): 2 MiB -> 9, 1 GiB -> 18 on x86_64.
@@ -7,74 +8,33 @@ device alignment (``dev_dax_probe``, 5.17+): 2 MiB -> 9, 1 GiB -> 18 on x86_64.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import KernelError, ParameterError, VmemlabError
-from .frames import VmemAltmap
+from .include.memremap import (
+    MEMORY_DEVICE_FS_DAX,
+    MEMORY_DEVICE_GENERIC,
+    PGMAP_ALTMAP_VALID,
+    DevPagemap,
+    VmemAltmap,
+    pgmap_altmap,
+    pgmap_pfn_valid,
+    pgmap_vmemmap_nr,
+)
 from .memory_hotplug import __add_pages, __remove_pages, section_chunks
+from .mm_init import memmap_init_zone_device
+from .sparse_vmemmap import reuse_compound_section, vmemmap_can_optimize
 from .units import as_int
+from .vmemmap_optimization import drop_new_unused_tails, shared_tail_keys
 
 if TYPE_CHECKING:
     from .machine import Machine
 
-MEMORY_DEVICE_GENERIC = "MEMORY_DEVICE_GENERIC"
-MEMORY_DEVICE_FS_DAX = "MEMORY_DEVICE_FS_DAX"
-PGMAP_ALTMAP_VALID = 1 << 0
-
-
-@dataclass(eq=False)
-class DevPagemap:
-    """``struct dev_pagemap`` (include/linux/memremap.h, 5.17+ field names).
-
-    ``ranges`` holds ``(start, end_exclusive)`` physical byte ranges (the kernel's ``struct
-    range`` has an inclusive end); ``nr_range`` is, while ``memremap_pages`` runs, the index of
-    the range being onlined and afterwards the number of ranges.
-    """
-
-    ranges: list[tuple[int, int]]
-    vmemmap_shift: int = 0
-    altmap: VmemAltmap | None = None
-    flags: int = 0
-    type: str = MEMORY_DEVICE_GENERIC
-    nr_range: int = 0
-    name: str = "dax0.0"
-    #: set by memremap_pages: struct pages memmap_init_zone_device wrote, per range
-    init_stats: list = field(default_factory=list)
-    #: ``percpu_ref_get_many(pgmap->ref, ...)``: one reference per compound page (5.17+)
-    ref: int = 0
-    #: bytes from the start of range 0 to where the device-dax data (file offset 0) begins:
-    #: the nd_pfn ``dataoff`` for a namespace (not a kernel field: dev_dax keeps it in its range)
-    data_offset: int = 0
-
-    def pfn_range(self, i: int, page_shift: int) -> tuple[int, int]:
-        s, e = self.ranges[i]
-        return s >> page_shift, e >> page_shift
-
-
-def pgmap_vmemmap_nr(pgmap: DevPagemap) -> int:
-    """``pgmap_vmemmap_nr(pgmap)``: ``1 << pgmap->vmemmap_shift`` pages per compound page."""
-    return 1 << pgmap.vmemmap_shift
-
-
-def pgmap_altmap(pgmap: DevPagemap) -> VmemAltmap | None:
-    """``pgmap_altmap(pgmap)``: the altmap if ``PGMAP_ALTMAP_VALID`` is set."""
-    return pgmap.altmap if pgmap.flags & PGMAP_ALTMAP_VALID else None
-
-
-def pgmap_pfn_valid(pgmap: DevPagemap, pfn: int, page_shift: int) -> bool:
-    """``pgmap_pfn_valid(pgmap, pfn)``: inside a range, and (range 0 with an altmap) past the
-    pages that hold the memmap and the info block."""
-    for i in range(len(pgmap.ranges)):
-        lo, hi = pgmap.pfn_range(i, page_shift)
-        if lo <= pfn < hi:
-            altmap = pgmap_altmap(pgmap)
-            if i == 0 and altmap is not None:
-                return pfn >= lo + altmap.vmem_altmap_offset()
-            return True
-    return False
+__all__ = ["MEMORY_DEVICE_FS_DAX", "MEMORY_DEVICE_GENERIC", "PGMAP_ALTMAP_VALID", "DevPagemap",
+           "VmemAltmap", "pgmap_altmap", "pgmap_pfn_valid", "pgmap_vmemmap_nr", "memremap_pages",
+           "memunmap_pages", "vmemmap_overrun_vpns"]
 
 
 def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
@@ -86,8 +46,6 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     -E2BIG, -ENOMEM) and ``memmap_init_zone_device``.  On failure the ranges already added are
     removed again, so the machine is as it was.
     """
-    from .mm_init import memmap_init_zone_device
-
     a = m.arch
     _check_pgmap(m, pgmap)
     if pgmap_altmap(pgmap) is not None and len(pgmap.ranges) > 1:
@@ -105,8 +63,6 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
             raise KernelError("ENXIO", "pagemap_range",
                               f"range {s:#x}-{e - 1:#x} intersects System RAM "
                               f"(0-{m.boot_ram_end - 1:#x})")
-    from .vmemmap_optimization import drop_new_unused_tails, shared_tail_keys
-
     tails_before = shared_tail_keys(m)  # mm-2026: shared tail pages a failure must give back
     done = 0
     pgmap.init_stats = []
@@ -234,9 +190,6 @@ def vmemmap_overrun_vpns(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) 
     page's memmap, ``[addr, addr + size)``, even where that runs past ``end`` (a compound page
     cut by the chunk's end), and with a step under two pages it also maps ``addr +
     PAGE_SIZE``.  ``vmemmap_free(start, end)`` never clears them."""
-    from .memory_hotplug import section_chunks
-    from .sparse_vmemmap import reuse_compound_section, vmemmap_can_optimize
-
     a = m.arch
     if not vmemmap_can_optimize(m, pgmap_altmap(pgmap), pgmap):
         return np.empty(0, np.int64)
@@ -264,8 +217,6 @@ def vmemmap_overrun_vpns(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) 
 def _chunk_edge_vpns(m: Machine, pgmap: DevPagemap) -> np.ndarray:
     """First and last vmemmap page of each section chunk's memmap: the only pages of a new
     range's memmap that can be mapped already (by a neighbour, or a page the kernel leaked)."""
-    from .memory_hotplug import section_chunks
-
     a, sz = m.arch, m.arch.struct_page_size
     out = []
     for i in range(len(pgmap.ranges)):

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .include.memremap import pgmap_altmap, pgmap_vmemmap_nr
+from .include.page_flags import compound_info_has_mask, compound_info_mask
 from .page import (
     COMPOUND_PAGE_DTOR,
     PG,
@@ -37,6 +39,8 @@ from .page import (
     ZONE_DEVICE,
     head_va,
     layout_key,
+    read_field,
+    set_flag_bits,
     struct_pages,
     write_field,
     zone_node_flags,
@@ -44,8 +48,8 @@ from .page import (
 from .sparse_vmemmap import compound_nr_pages
 
 if TYPE_CHECKING:
+    from .include.memremap import DevPagemap
     from .machine import Machine
-    from .memremap import DevPagemap
 
 #: bytes in one CPU cache line (x86_64, arm64 and ppc64 server parts modelled here: 64/128)
 CACHE_LINE = 64
@@ -122,8 +126,6 @@ class ZoneDeviceInit:
         w[:] = tail.view(np.uint64)
         w[:, 1] = head_va(m, pfns - idx) + np.uint64(1)     # set_compound_head
         if m.kernel.shared_tail:  # mm-2026: the mask encoding (vmemlab.vmemmap_optimization)
-            from .vmemmap_optimization import compound_info_has_mask, compound_info_mask
-
             if compound_info_has_mask(m):
                 w[:, 1] = np.uint64(compound_info_mask(m, self.order))
         heads = np.flatnonzero(idx == 0)
@@ -208,8 +210,6 @@ def memmap_init_zone_device(m: Machine, start_pfn: int, nr_pages: int, pgmap: De
 
     Lazy by default (records the loop, see the module docstring); ``eager=True`` runs the loop,
     writing each struct page through the vmemmap.  Returns what the loop wrote."""
-    from .memremap import pgmap_altmap, pgmap_vmemmap_nr
-
     a = m.arch
     end_pfn = start_pfn + nr_pages
     altmap = pgmap_altmap(pgmap)
@@ -304,8 +304,6 @@ def memmap_init_compound(m: Machine, head_pfn: int, rec: ZoneDeviceInit,
     5.17-6.1, ``+ 1`` later).  Vectorised over the tails, which gives the same result because
     ``prep_compound_head`` only writes page[1]/page[2] after they are initialised.  Returns the
     tail pfns written."""
-    from .page import set_flag_bits
-
     set_flag_bits(m, head_pfn, "PG_head")                                   # __SetPageHead
     tails = np.arange(head_pfn + 1, head_pfn + nr_pages, dtype=np.int64)
     # prep_compound_head() runs right after the tail it writes is initialised; a later tail
@@ -333,8 +331,6 @@ def prep_compound_tail(m: Machine, head_pfn: int, tail_idx: np.ndarray,
     write_field(m, tails, "mapping", TAIL_MAPPING)
     info = head_va(m, head_pfn) + np.uint64(1)
     if m.kernel.shared_tail and order is not None:
-        from .vmemmap_optimization import compound_info_has_mask, compound_info_mask
-
         if compound_info_has_mask(m):
             info = np.uint64(compound_info_mask(m, order))
     write_field(m, tails, "compound_head", info)
@@ -351,8 +347,6 @@ def prep_compound_head(m: Machine, head_pfn: int, order: int) -> None:
     * 6.x folio: ``folio_set_order`` (``_flags_1`` low byte, ``_folio_nr_pages``), 6.12
       ``_large_mapcount = -1``, ``_entire_mapcount = -1``, ``_nr_pages_mapped = 0``,
       ``_pincount = 0`` and, order > 1, ``INIT_LIST_HEAD(&folio->_deferred_list)``."""
-    from .page import read_field
-
     lay = layout_key(m.kernel)
     p1 = head_pfn + 1
     if lay == "folio":

@@ -26,7 +26,7 @@ import numpy as np
 
 from .arch import Arch
 from .errors import KernelError
-from .frames import PAGETABLE, FrameTable
+from .frames import DEVICE, FREE, PAGETABLE, FrameTable
 
 TOP = -2  # the PGD: preallocated, never freed
 
@@ -340,8 +340,6 @@ class KernelPageTables:
         map the block's pages, and split the block frame into order-0 frames (``split_page``;
         the kernel skips that for PageReserved boot blocks, the model always splits so pages can
         be freed one by one -- RAM accounting is the same).  Returns the PTE table frame."""
-        from .frames import DEVICE, FREE
-
         block = self.pmd_leaf.get(k)
         if block is None:
             raise AssertionError(f"split_pmd_leaf: PMD {k} is not a leaf")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .arch import get_arch
+from .direct_map import VARIANTS, DirectMap
 from .errors import KernelError, ParameterError
 from .kernels import get_kernel
 from .machine import Machine
@@ -21,6 +22,7 @@ from .memremap import DevPagemap, memremap_pages, memunmap_pages, pgmap_altmap, 
 from .nvdimm_pfn import NdPfnInfo, dev_dax_vmemmap_shift, nd_pfn_init, nvdimm_setup_pfn
 from .sparse_vmemmap import vmemmap_can_optimize
 from .units import GiB, format_size, parse_size
+from .vmemmap_optimization import section_vmemmap_optimizable, shared_tail_pages
 
 #: default physical start of a namespace: 64 GiB, a 1 GiB-aligned address above RAM, as
 #: platform firmware places persistent-memory regions
@@ -104,8 +106,6 @@ def _optimised(m: Machine, altmap, pgmap: DevPagemap) -> bool:
     rework (``mm-2026``) also a section-aligned range, whose sections record the order
     (:func:`vmemlab.vmemmap_optimization.section_vmemmap_optimizable`)."""
     if m.kernel.shared_tail:
-        from .vmemmap_optimization import section_vmemmap_optimizable
-
         a = m.arch
         return any(section_vmemmap_optimizable(m, pfn)
                    for s, e in pgmap.ranges
@@ -126,8 +126,6 @@ def _saved_per_compound(m: Machine, pgmap: DevPagemap) -> tuple[int, int]:
     if m.kernel.shared_tail:
         # mm-2026: the zone's shared tail page is not the compound page's own, so every vmemmap
         # page that maps it is saved (kernel-side: one own head page per compound page)
-        from .vmemmap_optimization import shared_tail_pages
-
         frame, _ = m.pgtables.resolve(np.arange(lo, hi, dtype=np.int64))
         shared = {t["frame"] for t in shared_tail_pages(m).values()}
         unique = len(set(frame.tolist()) - shared)
@@ -246,8 +244,6 @@ def plan(size: int | str, align: int | str = "2M", map: str = "mem", arch: str |
 
 def _direct_map_line(a: Any, pgmap: DevPagemap, ram: int | None,
                      variant: str | None) -> dict[str, Any] | None:
-    from .direct_map import VARIANTS, DirectMap
-
     if a.name not in VARIANTS and variant is None:
         return None
     dm = DirectMap(a, variant, ram)

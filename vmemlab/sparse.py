@@ -14,15 +14,22 @@ from .errors import KernelError
 from .frames import VmemAltmap
 from .sparse_vmemmap import (
     VMEMMAP_RESERVE_NR,
-    depopulate_section_memmap,
-    populate_section_memmap,
+    __populate_section_memmap,
+    check_section_memmap_span,
     vmemmap_can_optimize,
+    vmemmap_free,
 )
 from .units import as_int
+from .vmemmap_optimization import populate_section_memmap as shared_tail_populate_section_memmap
+from .vmemmap_optimization import (
+    section_activate_order,
+    section_deactivate_done,
+)
+from .vmemmap_optimization import section_nr_vmemmap_pages as shared_tail_section_nr_vmemmap_pages
 
 if TYPE_CHECKING:
+    from .include.memremap import DevPagemap
     from .machine import Machine
-    from .memremap import DevPagemap
 
 
 @dataclass
@@ -125,8 +132,6 @@ class Sparse:
         and populate their memmap; on failure undo both (``section_deactivate``), -ENOMEM."""
         m = self.m
         if m.kernel.shared_tail and pgmap is not None:  # the 2026 rework: -EOPNOTSUPP first
-            from .vmemmap_optimization import section_activate_order
-
             section_activate_order(m, pfn, nr_pages, altmap, pgmap)
         self.fill_subsection_map(pfn, nr_pages)
         try:
@@ -150,9 +155,7 @@ class Sparse:
         chunk whose pfn is compound-aligned and 0 for the others."""
         a = self.m.arch
         if self.m.kernel.shared_tail:  # the 2026 rework counts by the section's order
-            from .vmemmap_optimization import section_nr_vmemmap_pages
-
-            return section_nr_vmemmap_pages(self.m, pfn, nr_pages)
+            return shared_tail_section_nr_vmemmap_pages(self.m, pfn, nr_pages)
         full = -(-(nr_pages * a.struct_page_size) // a.PAGE_SIZE)
         if not self.m.kernel.memmap_counter_dedup or not vmemmap_can_optimize(self.m, altmap,
                                                                               pgmap):
@@ -183,8 +186,6 @@ class Sparse:
         if empty:
             del self.sections[ms.nr]
         if self.m.kernel.shared_tail:
-            from .vmemmap_optimization import section_deactivate_done
-
             section_deactivate_done(self.m, pfn, empty)
 
     def sparse_add_section(self, nid: int, start_pfn: int, nr_pages: int,
@@ -206,3 +207,22 @@ class Sparse:
                               pgmap: DevPagemap | None = None) -> None:
         """``sparse_remove_section()`` -> ``section_deactivate``."""
         self.section_deactivate(pfn, nr_pages, altmap, populated=True, pgmap=pgmap)
+
+
+def depopulate_section_memmap(m: Machine, pfn: int, nr_pages: int,
+                              altmap: VmemAltmap | None) -> None:
+    """``depopulate_section_memmap()`` (mm/sparse.c): ``vmemmap_free`` of just this range."""
+    start = pfn * m.arch.struct_page_size
+    vmemmap_free(m, start, start + nr_pages * m.arch.struct_page_size, altmap)
+
+
+def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
+                            pgmap: DevPagemap | None) -> None:
+    """``populate_section_memmap()`` (mm/sparse.c): the VMEMMAP build's wrapper of
+    ``__populate_section_memmap`` (mm/sparse-vmemmap.c); kernel variant ``mm-2026`` takes the
+    rework's instead (:func:`vmemlab.vmemmap_optimization.populate_section_memmap`), after the
+    same subsection check."""
+    if m.kernel.shared_tail:  # the 2026 rework (kernel variant mm-2026)
+        check_section_memmap_span(m, pfn, nr_pages)
+        return shared_tail_populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
+    __populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)

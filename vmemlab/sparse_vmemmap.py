@@ -14,11 +14,11 @@ import numpy as np
 
 from .errors import KernelError
 from .frames import VMEMMAP, VmemAltmap
-from .memremap import pgmap_vmemmap_nr
+from .include.memremap import pgmap_vmemmap_nr
 
 if TYPE_CHECKING:
+    from .include.memremap import DevPagemap
     from .machine import Machine
-    from .memremap import DevPagemap
 
 #: include/linux/mm.h (6.6+): vmemmap pages kept per compound page when deduplicating
 VMEMMAP_RESERVE_NR = 2
@@ -304,18 +304,22 @@ def _compound_pages_by_offset(m: Machine, start_pfn: int, start: int, end: int,
         pt.populate_ptes(vpns[~own], reuse=tails)
 
 
+def check_section_memmap_span(m: Machine, pfn: int, nr_pages: int) -> None:
+    """The ``WARN_ON_ONCE`` at the top of ``__populate_section_memmap``: ``pfn`` and ``nr_pages``
+    must be subsection-aligned (-ENOMEM, the kernel returns NULL).  ``populate_section_memmap``
+    (:mod:`vmemlab.sparse`) runs it before the 2026 rework's populate too."""
+    a = m.arch
+    if pfn % a.PAGES_PER_SUBSECTION or nr_pages % a.PAGES_PER_SUBSECTION:
+        raise KernelError("ENOMEM", "__populate_section_memmap",
+                          f"pfn {pfn:#x} / nr_pages {nr_pages} not subsection-aligned (WARN)")
+
+
 def __populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
                               pgmap: DevPagemap | None) -> None:
     """``__populate_section_memmap(pfn, nr_pages, nid, altmap, pgmap)``: the deduplicating
     compound path when ``vmemmap_can_optimize``, else the arch ``vmemmap_populate``."""
     a = m.arch
-    if pfn % a.PAGES_PER_SUBSECTION or nr_pages % a.PAGES_PER_SUBSECTION:
-        raise KernelError("ENOMEM", "__populate_section_memmap",
-                          f"pfn {pfn:#x} / nr_pages {nr_pages} not subsection-aligned (WARN)")
-    if m.kernel.shared_tail:  # the 2026 rework (kernel variant mm-2026)
-        from .vmemmap_optimization import populate_section_memmap as _shared_tail_populate
-
-        return _shared_tail_populate(m, pfn, nr_pages, altmap, pgmap)
+    check_section_memmap_span(m, pfn, nr_pages)
     start = pfn * a.struct_page_size
     end = start + nr_pages * a.struct_page_size
     if vmemmap_can_optimize(m, altmap, pgmap):
@@ -343,15 +347,3 @@ def vmemmap_free(m: Machine, start: int, end: int, altmap: VmemAltmap | None) ->
         m.pgtables.remove_range(vs, ve, in_use)
 
 
-def depopulate_section_memmap(m: Machine, pfn: int, nr_pages: int,
-                              altmap: VmemAltmap | None) -> None:
-    """``depopulate_section_memmap()`` (mm/sparse.c): ``vmemmap_free`` of just this range."""
-    start = pfn * m.arch.struct_page_size
-    vmemmap_free(m, start, start + nr_pages * m.arch.struct_page_size, altmap)
-
-
-def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap: VmemAltmap | None,
-                            pgmap: DevPagemap | None) -> None:
-    """``populate_section_memmap()`` (mm/sparse.c): the VMEMMAP build's wrapper of
-    ``__populate_section_memmap``."""
-    __populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)

@@ -6,6 +6,8 @@ import math
 import numbers
 import re
 
+import numpy as np
+
 from .errors import ParameterError
 
 _SUFFIX = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50}
@@ -70,8 +72,6 @@ def as_int_array(name: str, value: object, lo: int = 0, hi: int | None = None):
     """``value`` (an int, a numpy integer or an array-like of them) as an int64 numpy array
     within ``[lo, hi]``; floats, bools, strings and out-of-range values are
     :class:`ParameterError` naming ``name``."""
-    import numpy as np
-
     what = f"integers from {lo}" + (f" to {hi}" if hi is not None else "")
     if isinstance(value, (str, bytes, bool, dict)) or value is None:
         raise ParameterError(name, value, what)

@@ -27,7 +27,8 @@ in September 2026 (next-20260924), when mainline was at 7.3-rc:
   rework builds on): ``compound_info`` of a tail holds a mask, so all tails of one order are
   identical and ``compound_head(page) = page & mask`` (:func:`compound_head_from_info`); no fake
   heads.
-* ``mm/hugetlb_vmemmap.c`` at ``0454b15e9bbd``: HVO maps every vmemmap page but the first onto
+* ``mm/hugetlb_vmemmap.c`` at ``0454b15e9bbd`` (modelled in :mod:`vmemlab.hugetlb_vmemmap`,
+  ``hugetlb_vmemmap_optimize_folio``): HVO maps every vmemmap page but the first onto
   ``vmemmap_shared_tail_page(h->order, folio_zone(folio))`` read-only, the first onto a new copy
   of the head vmemmap page, and frees every page the folio's vmemmap had.
 
@@ -81,11 +82,29 @@ import numpy as np
 
 from .errors import KernelError
 from .frames import VMEMMAP
+from .include.page_flags import (
+    _is_power_of_2,
+    compound_head_from_info,
+    compound_info_has_mask,
+    compound_info_mask,
+)
+from .sparse_vmemmap import (
+    _fresh,
+    _vpn_span,
+    reuse_compound_section,
+    vmemmap_can_optimize,
+    vmemmap_free,
+    vmemmap_populate,
+)
 
 if TYPE_CHECKING:
-    from .hugetlb_vmemmap import HugetlbFolio, HvoReport
     from .machine import Machine
     from .memremap import DevPagemap
+
+#: ``compound_info_*`` live in :mod:`vmemlab.include.page_flags` (include/linux/page-flags.h);
+#: the rework's HVO (``hugetlb_vmemmap_optimize_folio``, ``hugetlb_vmemmap_restore_folio``) in
+#: :mod:`vmemlab.hugetlb_vmemmap` (mm/hugetlb_vmemmap.c); re-exported names:
+_REEXPORTED = (compound_head_from_info, compound_info_has_mask, compound_info_mask)
 
 #: the files read, as (repository, path, commit of the stored blob)
 SOURCES: tuple[tuple[str, str, str], ...] = (
@@ -148,10 +167,6 @@ def _state(m: Machine) -> VmemmapOptimizationState:
     return st
 
 
-def _is_power_of_2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
-
-
 def vmemmap_optimization_min_order(m: Machine) -> int:
     """``VMEMMAP_OPTIMIZATION_MIN_ORDER = ilog2(VMEMMAP_OPTIMIZATION_NR_STRUCT_PAGES) + 1``
     (include/linux/mmzone.h; the same value as the ``VMEMMAP_TAIL_MIN_ORDER`` it replaces): the
@@ -206,46 +221,12 @@ def section_activate_order(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) -
     """The rework's first step of ``section_activate``: ``order = vmemmap_can_optimize(altmap,
     pgmap) ? pgmap->vmemmap_shift : 0``; adding less than a section into a section that already
     has an order is ``-EOPNOTSUPP`` (before anything is allocated)."""
-    from .sparse_vmemmap import vmemmap_can_optimize
-
     order = pgmap.vmemmap_shift if vmemmap_can_optimize(m, altmap, pgmap) else 0
     if nr_pages < m.arch.PAGES_PER_SECTION and section_compound_order(m, pfn):
         raise KernelError("EOPNOTSUPP", "section_activate",
                           f"pfns {pfn:#x}+{nr_pages}: a sub-section add into a section whose "
                           f"memmap is optimised for order {section_compound_order(m, pfn)}")
     return order
-
-
-# -- compound_info: the mask encoding that makes tail struct pages identical ----------------
-def compound_info_has_mask(m: Machine) -> bool:
-    """``compound_info_has_mask()`` (include/linux/page-flags.h, linux-mm/linux-mm blob
-    ``03e0599da9e1``; Kiryl Shutsemau, "mm: rework compound_head() for power-of-2
-    sizeof(struct page)"): a power-of-two ``struct page`` (and ``CONFIG_HUGETLB_PAGE_OPTIMIZE_
-    VMEMMAP`` there; the rework's copy of the gate is not stored, and sharing tail pages across
-    compound pages needs it on, so the model ties it to the ``mm-2026`` variant)."""
-    return bool(m.kernel.shared_tail) and _is_power_of_2(m.arch.struct_page_size)
-
-
-def compound_info_mask(m: Machine, order: int) -> int:
-    """``set_compound_head(tail, head, order)`` with the mask encoding: ``GENMASK(BITS_PER_LONG
-    - 1, order + order_base_2(sizeof(struct page))) | 1``: the same value for every tail of
-    every compound page of ``order``, whatever its head."""
-    shift = order + (m.arch.struct_page_size.bit_length() - 1)
-    return ((1 << 64) - 1) & ~((1 << shift) - 1) | 1
-
-
-def compound_head_from_info(m: Machine, pfns: np.ndarray, info: np.ndarray) -> np.ndarray:
-    """``_compound_head(page)`` with the mask encoding: ``(unsigned long)page & info`` for a
-    tail (bit 0 set), the page itself otherwise.  Returns head pfns."""
-    from .page import head_va, va_to_pfn
-
-    pfns = np.asarray(pfns, np.int64)
-    info = np.asarray(info, np.uint64)
-    tail = (info & np.uint64(1)) == 1
-    out = pfns.copy()
-    if tail.any():
-        out[tail] = va_to_pfn(m, head_va(m, pfns[tail]) & info[tail])
-    return out
 
 
 # -- the shared tail page --------------------------------------------------------------------
@@ -313,11 +294,7 @@ def populate_section_memmap(m: Machine, pfn: int, nr_pages: int, altmap, pgmap) 
     """``section_activate`` -> ``section_set_compound_order_range`` ->
     ``__populate_section_memmap`` in the rework: the shared-tail compound path when ``pgmap``
     is set and the section's order is optimizable, else the arch ``vmemmap_populate``."""
-    from .sparse_vmemmap import vmemmap_populate
-
     a = m.arch
-    from .sparse_vmemmap import vmemmap_can_optimize
-
     if pgmap is not None:
         order = pgmap.vmemmap_shift if vmemmap_can_optimize(m, altmap, pgmap) else 0
         section_set_compound_order_range(m, pfn, nr_pages, order)
@@ -342,8 +319,6 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
     shared page for every other vmemmap page (``VMEMMAP_POPULATE_DAX``: ``get_page`` per PTE).
     No altmap.  If a page-table or head-page allocation fails, the PTEs of ``[start, end)`` are
     cleared and a shared page allocated here is given back (see :func:`_drop_unused_tail`)."""
-    from .sparse_vmemmap import _fresh, reuse_compound_section, vmemmap_free
-
     a, pt = m.arch, m.pgtables
     ps = a.page_shift
     order = section_compound_order(m, start_pfn)
@@ -382,8 +357,6 @@ def radix_populate_compound_pages(m: Machine, start_pfn: int, start: int, end: i
     has less memmap than one vmemmap page, so most sections find their page present.  On an
     allocation failure the PTEs of ``[start, end)`` are cleared and a shared page allocated here
     is given back (see :func:`_drop_unused_tail`)."""
-    from .sparse_vmemmap import _fresh, _vpn_span, vmemmap_free
-
     a, pt = m.arch, m.pgtables
     order = section_compound_order(m, start_pfn)
     key = (ZONE_DEVICE_NAME, nid, order)
@@ -424,109 +397,3 @@ def section_deactivate_done(m: Machine, pfn: int, empty: bool) -> None:
     (``section_set_compound_order(ms, 0)``)."""
     if empty:
         _state(m).section_order.pop(m.sparse.pfn_to_section_nr(pfn), None)
-
-
-# -- HVO ---------------------------------------------------------------------------------------
-def hugetlb_vmemmap_optimize_folio(m: Machine, folio: HugetlbFolio) -> HvoReport:
-    """``__hugetlb_vmemmap_optimize_folio`` (mm/hugetlb_vmemmap.c at ``0454b15e9bbd``).
-
-    ``vmemmap_tail = vmemmap_shared_tail_page(h->order, folio_zone(folio))``; a new page
-    (``alloc_pages_node``) gets a copy of the head vmemmap page (``memmap_pages_add(1)``);
-    ``vmemmap_remap_free`` over the whole vmemmap (PMD leaves split first) maps the first PTE to
-    the copy ``PAGE_KERNEL`` and every other PTE to the shared tail ``PAGE_KERNEL_RO``
-    (``mk_pte``, no ``get_page``), and every page the vmemmap had is freed
-    (``free_vmemmap_page``: boot or normal counter -1 each).  No fake heads: the shared page
-    holds tails only.  Checks (already optimized, RAM for the split/head/shared page) happen
-    first, so a refusal changes nothing."""
-    from .hugetlb_vmemmap import HvoReport, _check_optimizable, _vmemmap_span, vmemmap_split_pmd
-    from .page import VmemmapFault, struct_pages
-
-    pt, f = m.pgtables, m.frames
-    if folio.optimized:
-        raise KernelError("EINVAL", "hugetlb_vmemmap_optimize_folio",
-                          f"HugeTLB page at pfn {folio.head_pfn:#x} is already optimized; the "
-                          "kernel returns without doing anything")
-    _check_optimizable(m, folio)
-    s, e = _vmemmap_span(m, folio)
-    key = (ZONE_NORMAL_NAME, 0, folio.order)
-    leaves = [k for k in range(s >> pt.pte_bits, ((e - 1) >> pt.pte_bits) + 1)
-              if k in pt.pmd_leaf]
-    need = len(leaves) + 1 + (0 if key in _state(m).tails else 1)
-    if m.ram.free is not None and m.ram.free < need:
-        raise KernelError("ENOMEM", "__hugetlb_vmemmap_optimize_folio",
-                          f"needs {need} page(s) (PTE tables for the split, the head copy, the "
-                          f"shared tail page), {m.ram.free} free")
-    frame, _ = pt.resolve(np.arange(s, e, dtype=np.int64))
-    if (frame < 0).any():
-        raise VmemmapFault(f"vmemmap of HugeTLB page {folio.head_pfn:#x} is not mapped")
-    new_tail = key not in _state(m).tails
-    tail = vmemmap_shared_tail_page(m, folio.order, ZONE_NORMAL_NAME, 0)
-    st = struct_pages(m)
-    st.locate(np.array([s * st.per_page, (s + 1) * st.per_page]))  # contents to be copied
-    for k in leaves:
-        vmemmap_split_pmd(m, k)
-    frame, _ = pt.resolve(np.array([s, s + 1]))
-    old_head = int(frame[0])
-    if new_tail:
-        # The kernel fills a new shared page with tails of a NULL head (mm_zero_struct_page,
-        # _mapcount -1, node, zone, prep_compound_tail(page, NULL, order)); the model copies
-        # the folio's second vmemmap page, whose tails prep_compound_page wrote with the same
-        # mask-encoded compound_info (TAIL_MAPPING and a zero refcount besides).
-        st.copy_page((int(f.home[tail]), int(f.pfn[tail])),
-                     (int(f.home[frame[1]]), int(f.pfn[frame[1]])))
-    head = int(f.alloc_ram(1, 0, VMEMMAP, function="__hugetlb_vmemmap_optimize_folio")[0])
-    st.copy_page((int(f.home[head]), int(f.pfn[head])),
-                 (int(f.home[old_head]), int(f.pfn[old_head])))
-    freed = [pt.remap_pte(s, head, ro=False)]
-    f.put(np.array([head]))  # the allocation's reference: the PTE holds one now
-    for vpn in range(s + 1, e):
-        freed.append(pt.remap_pte(vpn, tail, ro=True))
-    f.refcount[tail] -= e - s - 1  # mk_pte without get_page: HVO's PTEs take no reference
-    freed_arr = np.array(freed, np.int64)
-    boot = f.boot[freed_arr].copy()
-    for fid in freed_arr.tolist():
-        st.drop((int(f.home[fid]), int(f.pfn[fid])))
-    dead = f.put(freed_arr)
-    if dead.size != freed_arr.size:
-        raise AssertionError("a freed vmemmap page is still referenced")
-    if m.kernel.memmap_counter:
-        m.vmstat["nr_memmap_boot_pages"] -= int(boot.sum())
-        m.vmstat["nr_memmap_pages"] -= int((~boot).sum()) - 1
-    folio.optimized, folio.reuse_frame, folio.reserve = True, tail, 1
-    data_freed = len(freed) - 1
-    return HvoReport(folio.order, e - s, 1, 0, data_freed, len(leaves), True,
-                     data_freed - len(leaves))
-
-
-def hugetlb_vmemmap_restore_folio(m: Machine, folio: HugetlbFolio) -> HvoReport:
-    """``__hugetlb_vmemmap_restore_folio`` -> ``vmemmap_remap_alloc`` (mm/hugetlb_vmemmap.c at
-    ``0454b15e9bbd``): over the vmemmap past ``HUGETLB_VMEMMAP_RESERVE_SIZE``, allocate one page
-    per PTE (``memmap_pages_add``), and for each PTE that maps the shared tail page copy the
-    shared page into a new page and map it ``PAGE_KERNEL`` (``vmemmap_restore_pte``).  The head
-    copy stays mapped.  The shared page keeps its zone reference."""
-    from .hugetlb_vmemmap import HvoReport, _vmemmap_span
-    from .page import struct_pages
-
-    pt, f = m.pgtables, m.frames
-    if not folio.optimized:
-        raise KernelError("EINVAL", "hugetlb_vmemmap_restore_folio",
-                          f"HugeTLB page at pfn {folio.head_pfn:#x} is not optimized; the kernel "
-                          "returns 0 doing nothing")
-    s, e = _vmemmap_span(m, folio)
-    nr = e - s - 1
-    if m.ram.free is not None and m.ram.free < nr:
-        raise KernelError("ENOMEM", "vmemmap_remap_alloc",
-                          f"needs {nr} page(s) to restore the vmemmap, {m.ram.free} free")
-    tail = folio.reuse_frame
-    st = struct_pages(m)
-    new = f.alloc_ram(nr, 0, VMEMMAP, function="vmemmap_remap_alloc")
-    key_tail = (int(f.home[tail]), int(f.pfn[tail]))
-    for vpn, fid in zip(range(s + 1, e), new.tolist()):
-        if key_tail in st.slot:
-            st.copy_page((int(f.home[fid]), int(f.pfn[fid])), key_tail)
-        pt.remap_pte(vpn, fid, ro=False)
-    f.put(new)  # the allocation's reference: each PTE holds one now
-    if m.kernel.memmap_counter:
-        m.vmstat["nr_memmap_pages"] += nr
-    folio.optimized, folio.reuse_frame = False, -1
-    return HvoReport(folio.order, e - s, 1, 0, -nr, 0, False, -nr)

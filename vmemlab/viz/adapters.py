@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..frames import DEVICE, HOME_NAMES
 from ..memremap import pgmap_altmap, pgmap_vmemmap_nr
+from ..page import pte_is_ro
 from ..units import format_size
 
 if TYPE_CHECKING:
@@ -157,8 +158,4 @@ def hvo_span(m: Machine, folio: Any) -> tuple[int, int, np.ndarray]:
 
 def pte_read_only(m: Machine, vpns: np.ndarray) -> np.ndarray:
     """Read-only vmemmap PTEs (HVO), through :func:`vmemlab.page.pte_is_ro` when present."""
-    try:
-        from ..page import pte_is_ro
-    except ImportError:  # pragma: no cover - page.py is part of the package
-        return np.zeros(np.size(vpns), bool)
     return np.asarray(pte_is_ro(m, vpns), bool)

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
+from .. import gup
 from ._style import FONT, OKABE_ITO, new_figure
 
 C_BEFORE, C_AFTER = OKABE_ITO["orange"], OKABE_ITO["blue"]
@@ -38,8 +39,6 @@ def cover_letter_results(size: str = "16G", after: str = "v3", align: str = "2M"
     """The cover letter's scenarios of ``size`` run on the model: ``before`` vs ``after``
     kernels (``vmemlab.gup.scenario_counters``, cached by the gup module), with the measured
     rows attached when the configuration is the letter's own (2M, 5.16 -> v3)."""
-    from .. import gup
-
     measured: dict[tuple[str, str], dict[str, float]] = {}
     for sz, fl, mp, when, ms, _ in gup.COVER_LETTER_ROWS:
         if sz == size:
@@ -71,8 +70,6 @@ def _plain_log(ax) -> None:
 def gup_view(rows: Sequence[GupRow], *, title: str = "", params: Any = None) -> Figure:
     """Measured (cover letter) vs modelled GUP-fast time, and the counters behind the model,
     before and after, for each scenario in ``rows``."""
-    from .. import gup
-
     fig = new_figure(11.5, 4.6)
     ax_t, ax_c = fig.subplots(1, 2, width_ratios=[1.0, 1.3])
     x = np.arange(len(rows))

@@ -14,6 +14,7 @@ from matplotlib.collections import PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .. import page as P
 from ..memremap import pgmap_vmemmap_nr
 from ._style import C_REUSED, C_VIRT, FONT, OKABE_ITO, ShownFigure
 from .adapters import Source, as_source, is_hvo_source, read_mapping, source_label
@@ -87,8 +88,6 @@ def struct_page_view(src: Source, index: int = 0) -> Figure:
         ``index``) or ``(machine, HugetlbFolio)`` (a HugeTLB page, e.g. after HVO: the first
         struct page of each remapped vmemmap page then shows as a *fake head*)
     """
-    from .. import page as P
-
     if is_hvo_source(src):
         m, folio = src
         head, nr = int(folio.head_pfn), int(folio.nr_pages)

@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
+from ..errors import ParameterError
 from ..memremap import pgmap_vmemmap_nr
 from ..units import format_size
 from ._style import C_DEVICE, C_OWN, C_REUSED, C_TABLE, C_VIRT, FONT, fmt_bytes, new_figure
@@ -170,8 +171,6 @@ def pagetable_view(*sources: Source, index: int = 0) -> Figure:
     """Side-by-side page-table views of compound page ``index`` for each source
     (:class:`~vmemlab.plan.Plan` or ``(machine, pgmap)``), e.g. kernel 5.19 vs v3 at 1 GiB."""
     if not sources:
-        from ..errors import ParameterError
-
         raise ParameterError("sources", (), "at least one Plan or (machine, pgmap)")
     pairs = [as_source(s) for s in sources]
     rows = max(len(np.unique(compound_vpns(m, pg, index) >> m.pgtables.pte_bits))

@@ -31,7 +31,9 @@ from matplotlib.figure import Figure
 
 from ..arch import ARCHES, get_arch
 from ..errors import ParameterError, VmemlabError
+from ..hugetlb_vmemmap import alloc_hugetlb_folio, hugetlb_vmemmap_optimize
 from ..kernels import KERNELS
+from ..machine import Machine
 from ..plan import Plan, plan
 from ..units import format_size
 from ..viz._style import RENDER_LOCK, to_svg
@@ -106,9 +108,6 @@ def cached_hvo(arch: str, kernel: str, order: int) -> tuple[Any, Any]:
     """A machine booted with just enough RAM for one HugeTLB page of ``order``, the page
     allocated and HVO applied (:mod:`vmemlab.hugetlb_vmemmap`): ``(machine, folio)``.  Cached
     like :func:`cached_plan`."""
-    from ..hugetlb_vmemmap import alloc_hugetlb_folio, hugetlb_vmemmap_optimize
-    from ..machine import Machine
-
     a = get_arch(arch)
     size = 1 << (order + a.page_shift)
     m = Machine(arch, kernel, ram=max(2 * size, 1 << a.section_size_bits, 256 << 20))

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import gup
 from ..arch import get_arch
-from ..errors import VmemlabError
+from ..errors import ParameterError, VmemlabError
 from ..kernels import KERNELS
+from ..page import page_is_fake_head, pfn_to_page
 from ..units import format_size
 from ..viz._style import fmt_bytes
+from ..viz.gupview import cover_letter_results, gup_view
 from ..viz.mapping import vmemmap_mapping
 from ..viz.placement import placement_view
-from ..viz.savings import savings_curves, savings_point
+from ..viz.savings import explorable_orders, savings_curves, savings_point
+from ..viz.structpage import struct_page_view
 from ..viz.tables_view import pagetable_view
 from .base import (
     Explorer,
@@ -46,10 +50,6 @@ def _align_note(arch: str, order: int, strict: bool) -> list[str]:
 def _gup_atomics(size: str, map: str, kernel: str, arch: str, order: int) -> str:
     """GUP-fast (FOLL_GET) atomics over ``size`` bytes of a fresh namespace, via
     :func:`vmemlab.gup.scenario_counters` (x86_64 device-dax alignments only)."""
-    try:
-        from .. import gup
-    except ImportError:  # pragma: no cover - gup is part of the package
-        return "n/a (vmemlab.gup missing)"
     a = get_arch(arch)
     if arch != "x86_64" or (1 << (order + a.page_shift)) not in a.dax_aligns:
         return "n/a (modelled for x86_64 device-dax alignments)"
@@ -71,8 +71,6 @@ class MappingExplorer(Explorer):
 
     def compute(self, *, arch: str, kernel: str, order: int, map: str, size: str,
                 strict: bool, view: str = "mapping") -> View:
-        from ..errors import ParameterError
-
         if view not in self.OPTIONS["view"]:
             raise ParameterError("view", view, "one of " + ", ".join(self.OPTIONS["view"]))
         check_order(arch, order)
@@ -173,8 +171,6 @@ class SavingsExplorer(Explorer):
 
     def warm(self, arch: str | None = None) -> None:
         """Compute (and cache) every point of ``arch``'s curves up front."""
-        from ..viz.savings import explorable_orders
-
         arch = arch or self.state["arch"]
         for k in KERNELS:
             for o in explorable_orders(arch):
@@ -192,9 +188,6 @@ class StructPageExplorer(Explorer):
 
     def compute(self, *, arch: str, kernel: str, order: int, map: str, strict: bool,
                 memmap: str = "device-dax") -> View:
-        from ..errors import ParameterError
-        from ..viz.structpage import struct_page_view
-
         check_order(arch, order)
         if memmap not in self.OPTIONS["memmap"]:
             raise ParameterError("memmap", memmap, "one of " + ", ".join(self.OPTIONS["memmap"]))
@@ -202,8 +195,6 @@ class StructPageExplorer(Explorer):
             m, folio = cached_hvo(arch, kernel, order)
             out = View({"arch": arch, "kernel": kernel, "order": order, "memmap": memmap})
             out.figures = [struct_page_view((m, folio))]
-            from ..page import page_is_fake_head, pfn_to_page
-
             per = m.arch.STRUCT_PAGES_PER_PAGE
             fakes = sum(page_is_fake_head(pfn_to_page(m, folio.head_pfn + k * per))
                         for k in range(1, min(folio.nr_pages // per, 8)))
@@ -239,10 +230,6 @@ class GupExplorer(Explorer):
     SLIDER = "kernel"
 
     def compute(self, *, kernel: str, align: str, size: str) -> View:
-        from .. import gup
-        from ..errors import ParameterError
-        from ..viz.gupview import cover_letter_results, gup_view
-
         for k, v in (("kernel", kernel), ("align", align), ("size", size)):
             if v not in self.OPTIONS[k]:
                 raise ParameterError(k, v, "one of " + ", ".join(self.OPTIONS[k]))
