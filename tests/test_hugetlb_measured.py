@@ -11,11 +11,13 @@ are those measurements:
   HVO saves, for the measured placement (the 128 MiB regions the heads lie in) and for the
   packed one, within the reads' spread; nr_memmap_boot_pages and nr_memmap_pages move by
   exactly the planner's deltas;
-* runtime, HVO off: no counter moves, and a 2 MiB pool's drop is the pool exactly.  (The
-  1 GiB pool allocated with HVO off left 29 pages more free than its 262144 pages in the
-  6.12.117 run, beyond the reads' spread of 11; HVO off changes no struct page, so this is not
-  the planner's to predict and is left to validation/ to explain.  The HVO-on 1 GiB step agrees
-  within 2 pages.)
+* runtime, HVO off: no counter moves, and a pool's drop is the pool exactly;
+* every drop is corrected for the guest script's own RAM: ``step`` saves ``dmesg -c`` in
+  ``/tmp/dm`` (tmpfs) after a phase's reads, so a phase is read with the previous phase's dmesg
+  held in ``ceil(len / 4096)`` shmem pages.  Uncorrected, the 6.12.117 1 GiB pool with HVO off
+  looked 29 pages smaller than its 262144 pages: its ``before`` reads ran with the 124891-byte
+  "BUG: Bad page state" dmesg of the 2 MiB dissolve in ``/tmp/dm`` (31 pages), its
+  ``allocated`` reads with 1 page (validation/compare_hvo.py);
 * a runtime step whose pool did not grow (6.1's ``off`` boot: no free 1 GiB range was left
   after the other scenarios, so nr_hugepages stayed 0; validation/README.md) is a pool of 0
   pages: nothing may move beyond the reads' spread.  The 1 GiB scenarios were measured again in
@@ -80,6 +82,35 @@ def spread(phase):
     return max(phase["free_reads"]) - min(phase["free_reads"])
 
 
+def tmp_dm_pages(boot):
+    """(step, phase) -> 4 KiB pages of the guest's /tmp/dm during that phase's reads: the
+    dmesg the phase before saved (the first phase: the boot dmesg), as tmpfs stores it."""
+    prev, held = len(boot["guest"].get("boot_dmesg_boot") or ""), {}
+    for st in boot["steps"]:
+        for phase, v in st["phases"].items():
+            held[(st["name"], phase)] = -(-prev // 4096)
+            prev = len(v.get("dmesg") or "")
+    return held
+
+
+def test_tmp_dm_explains_the_1g_hvo_off_residual():
+    # arithmetic on the committed 6.12.117 run: the rt-2M-hvo1 dissolve saved 124891 bytes of
+    # "BUG: Bad page state" reports, ceil(124891 / 4096) = 31 pages, held while rt-1G-hvo0's
+    # `before` was read; 29 of the raw residual's pages are those 31 less the page /tmp/dm
+    # still held at `allocated` and one page of slab (nr_slab_unreclaimable 2159 -> 2160)
+    f = ROOT / "validation" / "results" / "hvo-6.12.117+deb12-amd64.json"
+    if not f.exists():
+        pytest.skip("no 6.12.117 HVO run in this checkout")
+    off = next(b for b in json.loads(f.read_text())["boots"] if b["which"] == "off")
+    held = tmp_dm_pages(off)
+    assert held[("rt-1G-hvo0", "before")] == 31
+    assert held[("rt-1G-hvo0", "allocated")] == 1
+    st = next(s for s in off["steps"] if s["name"] == "rt-1G-hvo0")["phases"]
+    raw = st["before"]["free_median"] - st["allocated"]["free_median"]
+    assert raw == 262144 - 29
+    assert abs(raw + 31 - 1 - 262144) <= spread(st["before"]) + spread(st["allocated"])
+
+
 @pytest.mark.parametrize("r,boot,step", list(runtime_steps()))
 def test_runtime_pool(r, boot, step):
     size = SIZES[step["size"]]
@@ -93,11 +124,11 @@ def test_runtime_pool(r, boot, step):
     p = plan_hugetlb((size, n), kernel=variant(r), hvo=hvo,
                      ram=boot["machine"]["ram_mib"] << 20, heads=heads)
     pool_pages = n * size // 4096
-    drop = before["free_median"] - alloc["free_median"]
+    held = tmp_dm_pages(boot)
+    drop = ((before["free_median"] + held[(step["name"], "before")])
+            - (alloc["free_median"] + held[(step["name"], "allocated")]))
     noise = spread(before) + spread(alloc)
     placements = ["packed"] + (["measured"] if heads else [])
-    if not hvo and step["size"] == "1G" and n:
-        placements = []  # see the module docstring
     for pl in placements:
         assert abs(drop - (pool_pages - p.saved_pages[pl])) <= noise, (pl, drop, p.saved_pages)
     got = {k: alloc[k] - before[k] for k in ("nr_memmap_boot_pages", "nr_memmap_pages")}

@@ -250,3 +250,28 @@ def test_restore_delta_matches_engine():
     p = plan_hugetlb("2M:3", kernel="6.12.117")
     assert p.restore_vmstat_delta == {"nr_memmap_pages": m.vmstat["nr_memmap_pages"]
                                       - vm["nr_memmap_pages"]} == {"nr_memmap_pages": 21}
+
+
+@pytest.mark.parametrize("arch,size,freed,tables", [
+    # arithmetic: V vmemmap pages per HugeTLB page = pages * 64 / PAGE_SIZE, 5.19 keeps 1:
+    # 4K 2M: 512 * 64 / 4096 = 8 -> 7 freed each; 4K 1G: 4096 -> 4095 each, 8 PMD leaves each
+    # to split; 64K 512M: 8192 * 64 / 65536 = 8; 16K 32M: 2048 * 64 / 16384 = 8 (base-page
+    # vmemmap on 16K/64K: nothing to split); two pages, packed
+    ("arm64-4k", "2M", 2 * 7, 1), ("arm64-4k", "1G", 2 * 4095, 16),
+    ("arm64-64k", "512M", 2 * 7, 0), ("arm64-16k", "32M", 2 * 7, 0)])
+def test_arm64_5_19_hvo_follows_the_kernel_variant(arch, size, freed, tables):
+    """kernel-facts §0a 9: 5.19 arm64 selects ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP (turned off
+    again by 060a2c92d1b6, so 6.1+ do not): the planner offers HVO where ``Kernel.hvo_arches``
+    says so, as the engine does, and spends what the engine spends."""
+    m = Machine(arch, "5.19", ram="4G")
+    fs = [alloc_hugetlb_folio(m, size) for _ in range(2)]
+    before, t0 = m.ram.used, m.usage()["pte_tables"]
+    for f in fs:
+        hugetlb_vmemmap_optimize(m, f)
+    p = plan_hugetlb(f"{size}:2", arch=arch, kernel="5.19")
+    assert p.optimised and p.freed_pages == freed
+    assert p.split_pte_tables["packed"] == m.usage()["pte_tables"] - t0 == tables
+    assert p.saved_pages["packed"] == before - m.ram.used == freed - tables
+    for k in ("6.1", "6.6", "6.12"):
+        q = plan_hugetlb(f"{size}:2", arch=arch, kernel=k)
+        assert not q.optimised and "ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP" in q.why_not

@@ -374,9 +374,13 @@ def test_6_12_117_dissolve_of_an_hvo_page_hits_bad_page_state_and_leaks():
     D10): after `echo 0 > nr_hugepages` of HVO-optimized 2 MiB pages, dmesg "BUG: Bad page
     state ... corrupted mapping in tail page | nonzero mapcount | PAGE_FLAGS_CHECK_AT_FREE
     flag(s) set" for struct pages 64k + {0..3} of every restored vmemmap page, and the huge
-    pages are not freed: the restore (Debian 6.12.115-1's backport of "mm/hugetlb: refactor code
-    around vmemmap_walk") copies the head-copy page into each restored page without
-    reset_struct_pages.  7 restored pages x 4 = 28 bad struct pages."""
+    pages are not freed: the restore (upstream stable 6.12.114, per Debian's changelog: the
+    backports of c0b495b91a47 "mm/hugetlb: refactor code around vmemmap_walk", which passes the
+    head copy as vmemmap_tail too, and of its fix c7bde43f6daf "mm/hugetlb_vmemmap: fix
+    incorrect vmemmap restore in rollback", which copies the page the PTE maps, without
+    mainline's 622026e87c40 "mm/hugetlb: remove fake head pages") copies the head-copy page into
+    each restored page without reset_struct_pages.  7 restored pages x 4 = 28 bad struct
+    pages."""
     from vmemlab.hugetlb_vmemmap import folio_test_hugetlb
 
     m = Machine("x86_64", "6.12.117", ram=GiB)

@@ -165,3 +165,96 @@ def test_5_19_tiny_order_populates_one_page_past_the_range():
     # section's), the PMD table and the PUD table
     assert m.state()["live_frames"] == 4
     assert m.frames.pages(PAGETABLE) == 3
+
+
+# -- ppc64 radix, 64K pages (arch/powerpc/mm/book3s64/radix_pgtable.c and init_64.c as read in
+# Debian's linux-source-6.12 6.12.117: Makefile VERSION 6, PATCHLEVEL 12, SUBLEVEL 117).
+# Arithmetic shared by these tests: pfn p's struct page is at vmemmap offset p * 64, so one
+# 2 MiB PMD of vmemmap VA holds the struct pages of 2 MiB / 64 = 32768 pfns = 2 GiB of memory,
+# 32 pages of 64 KiB; a GiB of memory has 16 vmemmap pages.
+PPC = "ppc64-radix-64k"
+
+
+def _ppc_add(kernel: str, ranges: list[tuple[int, int, int]]):
+    m = Machine(PPC, kernel)
+    pgs = [DevPagemap(ranges=[(s, e)], vmemmap_shift=shift, name=f"dax{i}.0")
+           for i, (s, e, shift) in enumerate(ranges)]
+    for pg in pgs:
+        memremap_pages(m, pg)
+    return m, pgs
+
+
+def test_ppc64_radix_6_6_pmd_blocks_only_from_pmd_aligned_addresses():
+    """radix__vmemmap_populate (6.6+, 368a0590d954): radix_pgtable.c:1148 aligns start down to
+    a page only; :1174 sends an address that is not PMD_SIZE-aligned to base_mapping (:1204,
+    one page per step, :1219); an aligned empty PMD gets vmemmap_alloc_block_buf(PMD_SIZE)
+    (:1183).  Memory [3G, 6G): vmemmap [3M, 6M): 16 base pages for [3M, 4M), one 2 MiB block
+    (32 pages) for [4M, 6M): 48 data pages, PMD entry 2 a leaf, entry 1 a PTE table."""
+    for kernel in ("6.6", "6.12", "6.12.117"):
+        m, pgs = _ppc_add(kernel, [(3 * GiB, 6 * GiB, 0)])
+        assert sorted(m.pgtables.pmd_leaf) == [2]
+        assert m.pgtables.pmd_entry(1)[0] == "table"
+        assert m.usage()["ram_data_pages"] == 16 + 32
+        frame, _ = m.pgtables.resolve(np.arange(48, 64, dtype=np.int64))
+        assert len(set(frame.tolist())) == 16 and (m.frames.order[frame] == 0).all()
+        memunmap_pages(m, pgs[0])
+        assert m.state()["live_frames"] == 0
+
+
+def test_ppc64_radix_before_6_6_maps_every_touched_2m_block():
+    """Before 6.6 ppc64 vmemmap_populate (init_64.c, the body 6.12 keeps as __vmemmap_populate)
+    used page_size = 2 MiB on radix (radix__early_init_mmu: mmu_vmemmap_psize = MMU_PAGE_2M,
+    removed by 601f006fddc6), aligned start down to it (init_64.c:209) and mapped a whole block
+    with vmemmap_create_mapping (:265): [3G, 6G) takes the blocks of [2M, 4M) and [4M, 6M),
+    64 data pages and no PTE table."""
+    for kernel in ("5.17", "5.19", "6.1"):
+        m, pgs = _ppc_add(kernel, [(3 * GiB, 6 * GiB, 0)])
+        assert sorted(m.pgtables.pmd_leaf) == [1, 2]
+        assert m.usage()["ram_data_pages"] == 64 and m.usage()["pte_tables"] == 0
+        memunmap_pages(m, pgs[0])
+        assert m.state()["live_frames"] == 0
+
+
+def test_ppc64_radix_block_covers_128_sections_and_stays_while_used():
+    """kernel-facts §0a 6: a block maps 2 GiB worth of struct pages (128 sections of 16 MiB)
+    even when the range ends earlier (radix_pgtable.c:1174-1186 never looks at ``end``); the
+    next range inside it finds the leaf (vmemmap_check_pmd, :1197) and allocates nothing; the
+    leaf is freed only when no section in it is present (remove_pmd_table,
+    vmemmap_pmd_is_unused)."""
+    m, (a,) = _ppc_add("6.12.117", [(4 * GiB, 5 * GiB, 0)])
+    assert m.usage()["ram_data_pages"] == 32  # twice the 16 pages of 1 GiB of memmap
+    b = DevPagemap(ranges=[(5 * GiB, 6 * GiB)], name="dax1.0")
+    memremap_pages(m, b)
+    assert m.usage()["ram_data_pages"] == 32
+    memunmap_pages(m, a)
+    assert sorted(m.pgtables.pmd_leaf) == [2] and m.usage()["ram_data_pages"] == 32
+    memunmap_pages(m, b)
+    assert m.state()["live_frames"] == 0
+
+
+def test_ppc64_radix_altmap_cross_boundary():
+    """altmap_cross_boundary (init_64.c:187-200): a block may come from the device only if every
+    pfn it describes lies in [base_pfn, end_pfn].  A 1 GiB map=dev namespace at 4 GiB: the
+    2 MiB block would describe [4G, 6G), past the device, so 6.6+ take base pages (:1174) from
+    the altmap (radix__vmemmap_pte_populate, :1042: each page's 1024 pfns are inside): 16
+    device pages, no RAM data; before 6.6 the whole block comes from RAM (init_64.c:231): 32
+    RAM pages.  3 GiB at 3 GiB: 16 base pages + a block for [4G, 6G) inside the device, all
+    on the device in 6.6+; before 6.6 [2G, 4G) crosses (RAM), [4G, 6G) does not (device)."""
+    want = {("6.12.117", "1G"): (0, 16), ("6.12.117", "3G"): (0, 48),
+            ("6.1", "1G"): (32, 0), ("6.1", "3G"): (32, 32)}
+    for (kernel, size), (ram, dev) in want.items():
+        start = 4 * GiB if size == "1G" else 3 * GiB
+        p = vmemlab.plan(size, align="64K", map="dev", arch=PPC, kernel=kernel, start=start)
+        assert (p.ram_data_pages, p.device_data_pages) == (ram, dev), (kernel, size)
+
+
+def test_ppc64_radix_compound_pages_skip_an_existing_pmd_leaf():
+    """radix vmemmap_populate_compound_pages (f2b79c0d7968): "existing huge mapping. Skip the
+    range" (radix_pgtable.c:1339).  A 1 GiB-aligned compound pgmap alone costs its head and
+    tail vmemmap pages (:1365-1381, 2 data pages, 16384 * 64 / 65536 = 16 vmemmap pages per
+    compound page, the rest reused); behind a 4K-aligned namespace whose 2 MiB block already
+    maps its struct pages it costs nothing."""
+    m, _ = _ppc_add("6.12.117", [(5 * GiB, 6 * GiB, 14)])
+    assert m.usage()["ram_data_pages"] == 2
+    m, _ = _ppc_add("6.12.117", [(4 * GiB, 5 * GiB, 0), (5 * GiB, 6 * GiB, 14)])
+    assert m.usage()["ram_data_pages"] == 32 and sorted(m.pgtables.pmd_leaf) == [2]

@@ -2,9 +2,13 @@
 
 Measured values come from the Debian guests (``hvo.py``); predictions from
 ``vmemlab.hugetlb_vmemmap`` via ``compare_hvo.py``, placed at the head pfns the guest's
-``/proc/kpageflags`` showed.  NOISE: free-page medians between phases moved by up to 29 pages
-in steps where nothing vmemmap-related happened (2M and 1G with hugetlb_optimize_vmemmap=0,
-6.12.117), so free-page comparisons allow 32; the vmstat counters must agree exactly.
+``/proc/kpageflags`` showed.  Free-page deltas are corrected for the guest script's
+``/tmp/dm`` (compare_hvo.py: the previous phase's dmesg, held in tmpfs pages during a phase's
+reads; it was the 29-page "residual" of 6.12.117's 1 GiB HVO-off allocation).  After that,
+allocations agree within ALLOC_NOISE = 8 pages (the harness's noise, validation/README.md;
+the largest seen is 4) and dissolves within NOISE = 24 (the 2 MiB dissolves lose 15-20 pages
+on both kernels, with hugetlb_optimize_vmemmap 0 and 1, 4 of them slab; the rest is not
+explained here); the vmstat counters must agree exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 FILES = sorted((HERE / "results").glob("hvo-*.json"))
-NOISE = 32
+NOISE = 24
+ALLOC_NOISE = 8
 
 
 @pytest.fixture(params=FILES, ids=[p.stem for p in FILES])
@@ -56,7 +61,8 @@ def test_allocation_matches_model(rows):
     # nr_memmap_pages / nr_memmap_boot_pages (6.11+ counters) exactly
     for r in _rt(rows):
         meas, mod = r["measured"], r["model"]
-        assert abs(meas["alloc_free_delta"] - mod["alloc_free_delta"]) <= NOISE, r["scenario"]
+        assert abs(meas["alloc_free_delta"] - mod["alloc_free_delta"]) <= ALLOC_NOISE, (
+            r["scenario"])
         if r["version"].startswith("6.12"):
             for k in ("alloc_nr_memmap_pages", "alloc_nr_memmap_boot_pages",
                       "dissolve_nr_memmap_pages"):
@@ -120,3 +126,18 @@ def test_dissolve_matches_model(rows):
         assert abs(r["measured"]["dissolve_free_delta"]
                    - r["model"]["dissolve_free_delta"]) <= NOISE, r["scenario"]
     assert left_out in (0, 2)
+
+
+def test_tmp_dm_correction(rows):
+    # the correction is ceil(len(dmesg saved by the phase before) / 4096) pages per phase; on
+    # 6.12.117 the rt-2M-hvo1 dissolve saved 124891 bytes of "BUG: Bad page state" reports,
+    # held (31 pages) while rt-1G-hvo0's `before` was read: raw residual +29, corrected -1
+    for r in _rt(rows):
+        held = [int(x) for x in r["measured"]["harness_tmp_dm_pages"].split("/")]
+        assert (r["measured"]["alloc_free_delta"] - r["measured"]["alloc_free_delta_raw"]
+                == held[1] - held[0])
+        assert (r["measured"]["dissolve_free_delta"] - r["measured"]["dissolve_free_delta_raw"]
+                == held[2] - held[1])
+        if r["version"].startswith("6.12") and r["scenario"] == "rt-1G-hvo0":
+            assert held == [-(-124891 // 4096), 1, 1] == [31, 1, 1]
+            assert r["measured"]["alloc_free_delta_raw"] - r["model"]["alloc_free_delta"] == 29

@@ -42,7 +42,12 @@ class Level:
 
 @dataclass(frozen=True)
 class Arch:
-    """Geometry of one kernel configuration (see module docstring for sources)."""
+    """Geometry of one kernel configuration (see module docstring for sources).
+
+    Which arches select ``ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` / the HugeTLB vmemmap Kconfig changed
+    between versions, so it is a property of the kernel variant, not of the arch:
+    ``Kernel.dax_gate_arches`` and ``Kernel.hvo_arches`` (kernel-facts §0a 9, 10).
+    """
 
     name: str
     page_shift: int
@@ -53,17 +58,11 @@ class Arch:
     vmemmap_start: int
     #: the arch ``vmemmap_populate()`` maps a full section with PMD blocks (x86 with PSE, arm64 4K)
     vmemmap_hugepages: bool
-    #: ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` (6.4+ gate of ``vmemmap_can_optimize``):
-    #: selected by x86_64, powerpc (radix) and riscv, not by arm64
-    arch_want_optimize_dax_vmemmap: bool
     #: the arch overrides ``vmemmap_populate_compound_pages`` (ppc64 radix, 6.6+)
     arch_compound_override: bool = False
     #: base-page vmemmap (partial sections, 16K/64K pages) takes pages from the altmap too;
     #: x86 passes a NULL altmap there, so partial-section memmap is always in RAM
     basepages_use_altmap: bool = True
-    #: HugeTLB Vmemmap Optimization available (``CONFIG_ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP``):
-    #: the model offers it on x86_64 only (arm64 turned it off in 6.1, 060a2c92d1b6)
-    arch_want_optimize_hugetlb_vmemmap: bool = False
     struct_page_size: int = 64
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -161,9 +160,7 @@ ARCHES: dict[str, Arch] = {
         name="x86_64", page_shift=12,
         levels=_levels(12, ("pte", 512), ("pmd", 512), ("pud", 512), ("pgd", 512)),
         section_size_bits=27, max_physmem_bits=46, dax_aligns=(4 * K, 2 * M, 1 * G),
-        vmemmap_start=0xFFFFEA0000000000, vmemmap_hugepages=True,
-        arch_want_optimize_dax_vmemmap=True, basepages_use_altmap=False,
-        arch_want_optimize_hugetlb_vmemmap=True,
+        vmemmap_start=0xFFFFEA0000000000, vmemmap_hugepages=True, basepages_use_altmap=False,
         source="arch/x86/include/asm/sparsemem.h, pgtable_64_types.h (4-level paging)",
     ),
     "arm64-4k": Arch(
@@ -171,7 +168,6 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(12, ("pte", 512), ("pmd", 512), ("pud", 512), ("pgd", 512)),
         section_size_bits=27, max_physmem_bits=48, dax_aligns=(4 * K, 2 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=True,
-        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA, 4 levels)",
         notes=("arm64 SECTION_SIZE_BITS was 30 before ~5.12",
                "arm64 does not select ARCH_WANT_OPTIMIZE_DAX_VMEMMAP: from 6.4 device-dax "
@@ -185,7 +181,6 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(14, ("pte", 2048), ("pmd", 2048), ("pud", 2048), ("pgd", 2)),
         section_size_bits=27, max_physmem_bits=48, dax_aligns=(16 * K, 32 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=False,
-        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA: PGD has 2 entries)",
         notes=("arm64 vmemmap_populate() uses base pages unless CONFIG_ARM64_4K_PAGES",),
     ),
@@ -194,18 +189,19 @@ ARCHES: dict[str, Arch] = {
         levels=_levels(16, ("pte", 8192), ("pmd", 8192), ("pgd", 64)),
         section_size_bits=29, max_physmem_bits=48, dax_aligns=(64 * K, 512 * M),
         vmemmap_start=0xFFFFFC0000000000, vmemmap_hugepages=False,
-        arch_want_optimize_dax_vmemmap=False,
         source="arch/arm64/include/asm/sparsemem.h (48-bit VA, 3 levels, PUD folded)",
     ),
     "ppc64-radix-64k": Arch(
         name="ppc64-radix-64k", page_shift=16,
         levels=_levels(16, ("pte", 32), ("pmd", 512), ("pud", 512), ("pgd", 8192)),
         section_size_bits=24, max_physmem_bits=51, dax_aligns=(64 * K, 2 * M, 1 * G),
-        vmemmap_start=0xC00C000000000000, vmemmap_hugepages=False,
-        arch_want_optimize_dax_vmemmap=True, arch_compound_override=True,
+        vmemmap_start=0xC00C000000000000, vmemmap_hugepages=False, arch_compound_override=True,
         source="arch/powerpc/include/asm/sparsemem.h, book3s/64/radix-64k.h",
         notes=("vmemmap deduplication only with the radix MMU (vmemmap_can_optimize override)",
-               "radix vmemmap may use 2M PMD mappings; the model maps base pages"),
+               "vmemmap mapped in PMD_SIZE (2 MiB) blocks, each the memmap of 128 sections: "
+               "init_64.c vmemmap_create_mapping before 6.6, radix__vmemmap_populate from 6.6 "
+               "(vmemlab.sparse_vmemmap; vmemmap_hugepages stays False: that flag is the "
+               "generic x86/arm64 path)"),
     ),
 }
 

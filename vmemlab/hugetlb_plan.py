@@ -32,9 +32,11 @@ figure here equals what the engine spends, for each kernel variant, both placeme
 Sizes per arch (``arch_hugetlb_valid_size``): x86_64 (``arch/x86/mm/hugetlbpage.c``)
 ``PMD_SIZE`` and, with ``X86_FEATURE_GBPAGES`` (``pdpe1gb``), ``PUD_SIZE``; arm64
 (``arch/arm64/mm/hugetlbpage.c``) ``PUD_SIZE`` (4K pages only, ``pud_sect_supported()``),
-``CONT_PMD_SIZE``, ``PMD_SIZE`` and ``CONT_PTE_SIZE``.  HVO itself is modelled on x86_64 only
-(``Arch.arch_want_optimize_hugetlb_vmemmap``); elsewhere the "with HVO" figures equal the
-"without" ones and the plan says why.
+``CONT_PMD_SIZE``, ``PMD_SIZE`` and ``CONT_PTE_SIZE``.  HVO is offered where the kernel
+variant's arch selects the HugeTLB vmemmap Kconfig (``Kernel.hvo_arches``, as the engine:
+5.17 ``HUGETLB_PAGE_FREE_VMEMMAP depends on X86_64``; 5.19 x86_64 and arm64; 6.1-6.12
+x86_64 of the arches modelled, arm64's turned off by 060a2c92d1b6; kernel-facts §0a 9);
+elsewhere the "with HVO" figures equal the "without" ones and the plan says why.
 
 Boot-time vs runtime pools: the arithmetic is the same (boot-time pages are optimised by
 ``hugetlb_vmemmap_optimize_folios`` after ``gather_bootmem_prealloc``; runtime ones when
@@ -186,9 +188,10 @@ class HugetlbPlan:
 def _why_no_hvo(a: Arch, k: Kernel, vmemmap_pages: int) -> str | None:
     if k.hvo_reserve_pages <= 0:
         return f"kernel {k.name} has no HVO"
-    if not a.arch_want_optimize_hugetlb_vmemmap:
-        return (f"{a.name} does not select ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP in the modelled "
-                "kernels")
+    if a.name not in k.hvo_arches:
+        return (f"{a.name} does not select ARCH_WANT_OPTIMIZE_HUGETLB_VMEMMAP (before 6.6 "
+                f"ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP) in kernel {k.name}: "
+                f"{', '.join(k.hvo_arches)} only")
     if a.struct_page_size & (a.struct_page_size - 1):
         return "sizeof(struct page) is not a power of two"
     if vmemmap_pages <= k.hvo_reserve_pages:

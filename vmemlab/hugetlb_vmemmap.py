@@ -32,6 +32,23 @@ of pages 0-2 (``m.kernel.reset_loop``), 6.1+ ``memcpy`` the block 3-5 onto 0-2. 
 copy, ``page[4]`` -- in 6.1 the HugeTLB hwpoison list head, ``page[4].private`` -- lands on
 ``page[1]`` of every restored vmemmap page.
 
+The 6.12.117 restore bug (kernel variant ``6.12.117``, ``nr_reset_struct_page = 0``; measured,
+``validation/results/hvo-6.12.117+deb12-amd64.json``): upstream stable 6.12.114 (Debian's
+linux-source-6.12 6.12.117-1~deb12u1 changelog, entry 6.12.115-1) took two mainline commits
+without the one between them.  c0b495b91a47 "mm/hugetlb: refactor code around vmemmap_walk"
+(Kiryl Shutsemau's fake-head removal, v7 10/18) passes the new head copy as both
+``vmemmap_head`` and ``vmemmap_tail``; mainline then gives the tails a clean shared tail page
+in 622026e87c40 "mm/hugetlb: remove fake head pages".  c7bde43f6daf "mm/hugetlb_vmemmap: fix
+incorrect vmemmap restore in rollback" (Muchun Song, ``Fixes: c0b495b91a47``, Cc: stable)
+makes ``vmemmap_restore_pte`` copy the page the PTE maps, ``copy_page(dst, pte_page(*pte))``,
+with no ``reset_struct_pages`` -- right in mainline, where that page is the shared tail page;
+in 6.12.y, without 622026e87c40, it is the head copy (read in 6.12.117's
+mm/hugetlb_vmemmap.c: ``vmemmap_tail = vmemmap_head``).  So 6.12.114-6.12.117 restore every
+vmemmap page with copies of struct pages 0-3 and a dissolve hits "BUG: Bad page state" and
+leaks the page.  No 6.12.y fix was found up to 6.12.117 (the newest tree read); the 2025 patch
+"mm, hugetlb: increment the number of pages to be reset on HVO" (``NR_RESET_STRUCT_PAGE`` 4)
+came in 6.12.111 and was overwritten by 6.12.114.
+
 Contrast with device-dax (:func:`contrast_with_device_dax`): device-dax *populates* a
 deduplicated memmap and reuses the *tail* vmemmap page (page 1), keeping 2 pages; HVO *remaps*
 an existing memmap and (5.18+) reuses the *head* vmemmap page, keeping 1 -- one page more saved
@@ -239,8 +256,9 @@ def vmemmap_remap_alloc(m: Machine, reuse_vpn: int, end_vpn: int, reuse: int,
     ``vmemmap_restore_pte`` for each: ``copy_page`` of the reuse page, 5.18+
     ``reset_struct_pages`` (``m.kernel.nr_reset_struct_page`` = 3 struct pages: 5.19 copies
     struct page 3 into each of 0-2, 6.1+ copies the block 3-5 onto 0-2; none in 5.14-5.17,
-    whose reuse page holds only tails), and the PTE back to ``PAGE_KERNEL``; the reuse page
-    loses one reference per PTE."""
+    whose reuse page holds only tails; none in 6.12.114-6.12.117, whose backport of
+    c7bde43f6daf copies the mapped head copy as it is), and the PTE back to ``PAGE_KERNEL``; the
+    reuse page loses one reference per PTE."""
     pt, f = m.pgtables, m.frames
     st = struct_pages(m)
     key_reuse = (int(f.home[reuse]), int(f.pfn[reuse]))
@@ -349,7 +367,9 @@ def dissolve_free_huge_page(m: Machine, folio: HugetlbFolio) -> list[tuple[int, 
     bad ones and the head keep their flags, and the HugeTLB page is gone from both HugeTLB and
     the buddy allocator.  That is what Debian's 6.12.117 does after HVO (kernel variant
     ``6.12.117``; measured: every restored vmemmap page starts with copies of head, page[1],
-    page[2] and page[3] because its restore no longer resets them).  Returns the bad pages."""
+    page[2] and page[3] because its restore no longer resets them: stable 6.12.114's backports
+    of c0b495b91a47 and c7bde43f6daf without 622026e87c40, see the module docstring).  Returns
+    the bad pages."""
     folio = _find(m, folio)
     head, nr = folio.head_pfn, folio.nr_pages
     # a free HugeTLB page sits in the pool with refcount 0 (the model's allocation left 1);

@@ -268,9 +268,11 @@ for kernel in ("5.19", "6.1", "6.12", "6.12.117"):
 # `vmemmap_restore_pte` copies the kept page into every restored vmemmap page and no longer
 # calls `reset_struct_pages`: each restored page starts with copies of the head and of
 # page[1], page[2] and page[3]. The page allocator's free checks reject those tails, so the
-# whole HugeTLB page is neither a HugeTLB page nor free any more. (The upstream commit ids were
-# not identified in this session; the 2025 reset patch above, which that refactor replaced,
-# had reached Debian in 6.12.111.) The model's `6.12.117` variant does the same:
+# whole HugeTLB page is neither a HugeTLB page nor free any more. (Upstream stable 6.12.114
+# took c0b495b91a47 and its fix c7bde43f6daf, which copies the page the PTE maps, but not
+# 622026e87c40 "mm/hugetlb: remove fake head pages", which in mainline makes that page a clean
+# shared tail page; the 2025 reset patch above had reached Debian in 6.12.111.)
+# The model's `6.12.117` variant does the same:
 
 # %%
 for kernel in ("6.6", "6.12.117"):
