@@ -111,10 +111,12 @@ class Task:
 
     # -- display --------------------------------------------------------------------------
     def render_static(self, **state: Any) -> View:
-        """The explorer's static view of ``state`` (see ``Explorer.render_static``)."""
-        return self.explorer.render_static(**state)
+        """The explorer's static view of its current state updated with ``state`` (see
+        ``Explorer.render_static``): by default the state the task starts from."""
+        return self.explorer.render_static(**{**self.explorer.state, **state})
 
     def __repr__(self) -> str:
+        """The question (display :attr:`ui` for the live explorer)."""
         return f"Task {self.name}: {self.question}"
 
     def _feedback_html(self) -> str:
@@ -140,11 +142,6 @@ class Task:
                 names="value")
             self._ui = w.VBox([q, inner, self.feedback])
         return self._ui
-
-    def _ipython_display_(self) -> None:  # pragma: no cover - needs IPython
-        from IPython.display import display
-
-        display(self.ui)
 
 
 # -- the tasks of the chapters ------------------------------------------------------------
@@ -277,7 +274,7 @@ def no_fake_head_kernels(arch: str = "x86_64", order: int = 9) -> Task:
                              else f"set memmap to HugeTLB HVO and order {order}"))
 
 
-def own_tail_page_order(arch: str = "x86_64", kernel: str = "5.17") -> Task:
+def own_tail_page_order(arch: str = "x86_64", kernel: str = "5.17", start_order: int = 4) -> Task:
     """Chapter 02: the smallest order whose struct pages fill more than one vmemmap page, so
     that some tails live in a vmemmap page without the head (``Plan.vmemmap_pages_per_compound``)."""
     a = get_arch(arch)
@@ -288,7 +285,7 @@ def own_tail_page_order(arch: str = "x86_64", kernel: str = "5.17") -> Task:
         p = _plan_or_none(size, o, "mem", arch, kernel)
         pages[o] = p.vmemmap_pages_per_compound if p is not None else 0
     answer = next(o for o in orders if pages[o] > 1)
-    ex = StructPageExplorer(arch=arch, kernel=kernel, order=min(orders))
+    ex = StructPageExplorer(arch=arch, kernel=kernel, order=start_order)
     expl = (f"One vmemmap page holds {a.STRUCT_PAGES_PER_PAGE} struct pages; order {answer} has "
             f"{1 << answer} pages, {pages[answer]} vmemmap pages, so from struct page "
             f"{a.STRUCT_PAGES_PER_PAGE} on the tails sit in a vmemmap page that holds no head "
