@@ -303,7 +303,8 @@ def own_tail_page_order(arch: str = "x86_64", kernel: str = "5.17", start_order:
                              else f"set arch {arch}"))
 
 
-def least_ram_kernel(arch: str = "x86_64", size: str = "2G", order: int = 18) -> Task:
+def least_ram_kernel(arch: str = "x86_64", size: str = "2G", order: int = 18,
+                     start_order: int | None = None) -> Task:
     """Chapter 05: the kernel(s) whose vmemmap for a namespace of 1 GiB compound pages costs
     the least RAM: struct-page pages plus page-table pages (``Plan.ram_bytes``, map=mem)."""
     cost = {}
@@ -314,7 +315,8 @@ def least_ram_kernel(arch: str = "x86_64", size: str = "2G", order: int = 18) ->
     best = min(sum(v) for v in cost.values())
     answers = [k for k, v in cost.items() if sum(v) == best]
     a = get_arch(arch)
-    ex = MappingExplorer(arch=arch, order=order, size=size, view="page tables", kernel="6.6")
+    ex = MappingExplorer(arch=arch, order=order if start_order is None else start_order,
+                         size=size, view="page tables", kernel="6.6")
     expl = (", ".join(answers) + f": {best} pages ("
             + " / ".join(f"{cost[k][0]} struct-page + {cost[k][1]} page-table" for k in answers)
             + "); the others: " + ", ".join(f"{k} {d} + {t}" for k, (d, t) in cost.items()
