@@ -67,3 +67,27 @@ def test_solutions_hidden_unless_asked():
         assert "Solution: 8" in t.check(5).message
     finally:
         exercises.show_solutions(False)
+
+
+def test_hvo_without_dax_dedup_is_5_17():
+    # kernels.py: 5.17 = compound devmaps without vmemmap deduplication, while HVO (5.14)
+    # already freed 6 of 8 vmemmap pages (keeping 2 until 5.18)
+    t = tasks.hvo_without_dax_dedup()
+    assert t.answers == ("5.17",)
+    assert "device-dax saves 0, HVO 6" in t.explanation
+
+
+def test_fewer_gup_atomics_only_v3():
+    # cover letter: the series' "grab head page refcount once" turns 8388608 atomics
+    # (16 GiB / 4 KiB = 4194304 subpages x 2) into 16384 (8192 2M pages x 2); mainline kept
+    # the per-subpage loop in __gup_device_huge
+    t = tasks.fewer_gup_atomics()
+    assert t.answers == ("v3",)
+    assert "8388608 → 16384" in t.explanation
+
+
+def test_first_dedup_order_ppc64_64k():
+    # ppc64 64K: 64 KiB / 64 B = 1024 struct pages per vmemmap page; vmemmap_can_optimize
+    # needs more than VMEMMAP_RESERVE_NR = 2 vmemmap pages: > 2048 struct pages, order 12
+    t = tasks.first_dedup_order()
+    assert t.answers == (12,)

@@ -272,20 +272,21 @@ print(f"HVO kept page:        mapped by {hvo_numbers['reused_maps']} PTEs, page_
       f"{hvo_numbers['reused_page_count']}")
 
 # %% [markdown]
-# The explorer draws both for any order and kernel (try kernel 5.17: device-dax does not
-# deduplicate, HVO keeps two pages); below it, the same explorer at 2 MiB on 6.6, rendered
+# The explorer draws both for any order and kernel. Its task: find a kernel under which HVO
+# saves but device-dax does not. Below it, its starting point (2 MiB on 6.6), rendered
 # statically.
+
+# %%
+task_hvo = tasks.hvo_without_dax_dedup()
+task_hvo
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cells render it statically.
-from vmemlab import widgets
-
-explorer = widgets.MappingExplorer(view="dax vs HVO", size="2G")
-explorer
+task_hvo.ui
 
 # %%
-view = explorer.render_static(order=9, view="dax vs HVO", size="2G")
+view = task_hvo.render_static()
 view.figures[0]
 
 # %%
@@ -295,6 +296,10 @@ print(view.text)
 # **What to notice:** the left panel's arrows land on the tail page (vmemmap page 1), the right
 # panel's on the head's page (vmemmap page 0) through dashed, read-only PTEs: one page more
 # saved by HVO, paid for with fake heads.
+
+# %%
+answer = None  # a kernel name, e.g. "6.6"
+task_hvo.check(answer)
 
 # %% [markdown]
 # ## Exercises

@@ -94,18 +94,29 @@ for arch in ("x86_64", "arm64-64k", "ppc64-radix-64k"):
 # curves; below it, the explorer's numbers for ppc64-radix-64k at 1 GiB (order 14): the same
 # *data + PTE* figure as the table's, which the explorer rounds to three significant digits.
 
+# Its task: find the smallest order ppc64-radix-64k deduplicates.
+
+# %%
+from vmemlab.widgets import tasks
+
+task = tasks.first_dedup_order()
+task
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cell renders it statically.
-from vmemlab import widgets
-
-explorer = widgets.SavingsExplorer()
-explorer
+task.ui
 
 # %%
+explorer = task.explorer
 print(explorer.render_static(arch="ppc64-radix-64k", kernel="6.6", order=14, map="mem").text)
 pt = savings_point("ppc64-radix-64k", "6.6", 14)
 print(f"the same point, unrounded: {pt.bytes_per_tib} bytes = {format_size(pt.bytes_per_tib)}")
+
+# %% [markdown]
+# %%
+answer = None  # the order you found
+task.check(answer)
 
 # %% [markdown]
 # **What to notice:** once deduplication starts, each curve halves with every order (the two

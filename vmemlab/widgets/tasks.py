@@ -13,6 +13,9 @@ answer is computed from the model when the task is made (:func:`vmemlab.plan`,
 :func:`no_fake_head_kernels`    the kernels whose HVO leaves no fake head
 :func:`own_tail_page_order`     the smallest order whose tails get a vmemmap page of their own
 :func:`least_ram_kernel`        the kernel whose 1 GiB-page vmemmap costs the least RAM
+:func:`hvo_without_dax_dedup`   the kernels where HVO saves but device-dax does not
+:func:`fewer_gup_atomics`       the kernels whose GUP-fast takes fewer atomics than 5.16
+:func:`first_dedup_order`       an arch's smallest order that is deduplicated (savings curves)
 ==============================  =============================================================
 """
 
@@ -30,7 +33,7 @@ from ..kernels import KERNELS
 from ..units import format_size
 from ..viz.savings import explorable_orders
 from .base import SIZES, Explorer, View, cached_hvo, cached_plan
-from .explorers import MappingExplorer, StructPageExplorer
+from .explorers import GupExplorer, MappingExplorer, SavingsExplorer, StructPageExplorer
 
 
 class Task:
@@ -337,7 +340,109 @@ def least_ram_kernel(arch: str = "x86_64", size: str = "2G", order: int = 18,
                              else f"set order {order}, namespace {size}, map=mem"))
 
 
+def hvo_without_dax_dedup(arch: str = "x86_64", order: int = 9, size: str = "2G") -> Task:
+    """Chapter 04: the kernels under which HVO frees vmemmap pages of a HugeTLB page while
+    device-dax saves none (``Plan.saved_vmemmap_pages_per_compound``; HVO:
+    ``HugetlbFolio.reserve`` against its vmemmap pages)."""
+    dax, hvo = {}, {}
+    for k in KERNELS:
+        p = _plan_or_none(size, order, "mem", arch, k)
+        dax[k] = p.saved_vmemmap_pages_per_compound if p is not None else None
+        try:
+            m, folio = cached_hvo(arch, k, order)
+            per = folio.nr_pages * m.arch.struct_page_size >> m.arch.page_shift
+            hvo[k] = per - folio.reserve
+        except VmemlabError:
+            hvo[k] = None
+    answers = [k for k in KERNELS if dax[k] == 0 and (hvo[k] or 0) > 0]
+    ex = MappingExplorer(arch=arch, order=order, size=size, view="dax vs HVO", kernel="6.6")
+    expl = ("; ".join(f"{k}: device-dax saves {dax[k]}, HVO {hvo[k]}" for k in answers)
+            + ". HVO came first (5.14); device-dax compound pages (5.17) were deduplicated "
+              "only from 5.19.")
+    return Task(
+        "hvo-without-dax-dedup", ex,
+        f"{arch}, {order_text(arch, order)}, 'dax vs HVO' view: pick a kernel under which HVO "
+        f"frees vmemmap pages but device-dax saves none (the left panel maps every vmemmap "
+        f"page to a page of its own).",
+        "kernel", answers, expl,
+        hint="which variant had compound device-dax pages but no vmemmap deduplication?",
+        solved=lambda st: st.get("kernel") in answers and st.get("order") == order
+        and st.get("view") == "dax vs HVO" and st.get("map") == "mem",
+        progress=lambda st: (f"kernel {st['kernel']}: device-dax saves {dax.get(st['kernel'])}"
+                             f", HVO {hvo.get(st['kernel'])}"
+                             if st.get("order") == order and st.get("view") == "dax vs HVO"
+                             else f"set order {order} and the 'dax vs HVO' view"))
+
+
+def order_text(arch: str, order: int) -> str:
+    """``'2M pages'`` for ``order`` on ``arch``."""
+    return f"{format_size(1 << (order + get_arch(arch).page_shift))} pages"
+
+
+def fewer_gup_atomics(align: str = "2M", size: str = "16G") -> Task:
+    """Chapter 07: the kernels whose GUP-fast (FOLL_GET, struct pages in RAM) of ``size`` takes
+    fewer atomic operations than 5.16's (:func:`vmemlab.viz.gupview.cover_letter_results`)."""
+    from ..viz.gupview import cover_letter_results
+
+    counts = {}
+    for k in GupExplorer.OPTIONS["kernel"]:
+        row = cover_letter_results(size, after=k, align=align)[0]
+        counts[k] = (int(row.before.atomics), int(row.after.atomics), row.label)
+    answers = [k for k, (b, a, _) in counts.items() if a < b]
+    label = next(iter(counts.values()))[2]
+    ex = GupExplorer(kernel="6.6", align=align, size=size)
+    expl = (", ".join(f"{k}: {counts[k][0]} → {counts[k][1]}" for k in answers)
+            + f" atomics ({label}); every other kernel does as many as 5.16: "
+            + ", ".join(k for k in counts if k not in answers)
+            + ". Only the posted series took one reference per compound page; mainline's "
+              "__gup_device_huge() takes "
+              "one per subpage.")
+    return Task(
+        "fewer-gup-atomics", ex,
+        f"GUP-fast of {size} mapped with {align} pages, row '{label}': pick the 'after' kernel "
+        f"whose atomics are fewer than 5.16's.",
+        "kernel", answers, expl,
+        hint="which variant is the unmerged series with head-once GUP?",
+        solved=lambda st: st.get("kernel") in answers and st.get("align") == align
+        and st.get("size") == size,
+        progress=lambda st: (f"kernel {st['kernel']}: {counts[st['kernel']][0]} → "
+                             f"{counts[st['kernel']][1]} atomics"
+                             if st.get("align") == align and st.get("size") == size
+                             and st.get("kernel") in counts
+                             else f"set align {align} and mapping {size}"))
+
+
+def first_dedup_order(arch: str = "ppc64-radix-64k", kernel: str = "6.6") -> Task:
+    """Chapter 09: the smallest compound order at which ``arch`` deduplicates the vmemmap
+    (:func:`vmemlab.viz.savings.savings_point`, map=mem)."""
+    from ..viz.savings import savings_point
+
+    orders = explorable_orders(arch)
+    pts = {o: savings_point(arch, kernel, o, "mem") for o in orders}
+    answer = next(o for o in orders if pts[o].optimised)
+    prev = pts[answer - 1] if answer - 1 in pts else None
+    ex = SavingsExplorer(arch=arch, kernel=kernel, order=min(orders), map="mem")
+    expl = (f"order {answer} ({order_text(arch, answer)}): {format_size(pts[answer].bytes_per_tib)}"
+            f" per TiB against {format_size(prev.bytes_per_tib) if prev else '-'} at order "
+            f"{answer - 1}; below it a compound page's memmap is too few vmemmap pages for "
+            f"vmemmap_can_optimize().")
+    return Task(
+        "first-dedup-order", ex,
+        f"{arch}, kernel {kernel}, map=mem: slide the order to the smallest one at which the "
+        f"vmemmap is deduplicated (the readout's 'deduplicated: yes').",
+        "order", [answer], expl,
+        hint="how many struct pages does one vmemmap page hold on this arch?",
+        solved=lambda st: st.get("order") == answer and st.get("arch") == arch
+        and st.get("kernel") == kernel and st.get("map") == "mem",
+        progress=lambda st: (f"order {st['order']}: "
+                             f"{'deduplicated' if pts[st['order']].optimised else 'not deduplicated'}"
+                             if st.get("arch") == arch and st.get("kernel") == kernel
+                             and st.get("map") == "mem" and st.get("order") in pts
+                             else f"set arch {arch}, kernel {kernel}, map=mem"))
+
+
 TASKS = {"smallest-saving-order": smallest_saving_order, "map-dev-ram-size": map_dev_ram_size,
          "no-fake-head-kernels": no_fake_head_kernels, "own-tail-page-order": own_tail_page_order,
-         "least-ram-kernel": least_ram_kernel}
+         "least-ram-kernel": least_ram_kernel, "hvo-without-dax-dedup": hvo_without_dax_dedup,
+         "fewer-gup-atomics": fewer_gup_atomics, "first-dedup-order": first_dedup_order}
 """Task factories by name."""
