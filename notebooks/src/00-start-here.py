@@ -60,7 +60,10 @@ print(guest.table())
 #
 # The planner populates a namespace in the model, section by section, exactly as the kernel
 # would, and reads the cost off the model's page tables and frames. Here is one terabyte of
-# pmem with 2 MiB device-dax pages, struct pages in RAM (`--map=mem`):
+# pmem with 2 MiB device-dax pages, struct pages in RAM (`--map=mem`). This is a preview: each
+# line of the table is an idea a later chapter teaches (sections in 01, compound pages in 02,
+# deduplication and `--map` in 04, initialisation in 06), so read it now only for the size of
+# the numbers:
 
 # %%
 import vmemlab

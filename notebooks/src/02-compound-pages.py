@@ -60,7 +60,8 @@ print(f"head.va % 64                 = {head.va % 64}")
 # %% [markdown]
 # `compound_head(page)` is exactly that test and subtraction (`_compound_head()` in
 # `include/linux/page-flags.h`). The head's own word 1 is something else: for a ZONE_DEVICE page
-# it is `pgmap`, a pointer to the `struct dev_pagemap`, whose bit 0 is clear.
+# it is `pgmap`, a pointer to the `struct dev_pagemap` that describes the whole namespace
+# (chapter 04 follows how it is made), and its bit 0 is clear.
 
 # %%
 print("compound_head(tail 300) is the head:", P.compound_head(tail) == head)
