@@ -80,12 +80,12 @@ print("the figure's run agrees with this chapter's machine:",
       and run.numbers["freed"] == report.data_pages_freed)
 
 # %% [markdown]
-# **What to notice:** on the left the eight vmemmap pages map eight consecutive pages of one
-# PMD-mapped boot block; on the right the block is gone for this range (split into a PTE
-# table), pages 1–7 point at the page of page 0 through read-only PTEs, and the seven pages
-# they mapped are free. The page eight PTEs map still has one reference: HVO's
-# `vmemmap_remap_pte` writes each PTE and takes no reference (no `get_page`), so
-# `page_count()` says 1, not 8. (Chapter 04 meets a scheme that does take one per PTE.)
+# **What to notice:** on the left the vmemmap pages map consecutive pages of one PMD-mapped
+# boot block; on the right the block is split into a PTE table for this range, every vmemmap
+# page after page 0 points at page 0's page through a read-only PTE, and the pages they mapped
+# are free. The kept page is mapped by every PTE yet holds a single reference (the counts are
+# printed above): HVO's `vmemmap_remap_pte` writes each PTE and takes no reference (no
+# `get_page`). (Chapter 04 meets a scheme that does take one per PTE.)
 #
 # ## What the split costs
 #

@@ -25,14 +25,16 @@ fig
 stages = pipeline_stages(p)
 for st in stages:
     print(f"{st.function:<24} " + "; ".join(st.lines))
-pop = stages[3].numbers
+pop, init = stages[3].numbers, stages[4].numbers
 print(f"vmemmap pages per physical page behind them: "
       f"{pop['vmemmap_pages'] / pop['physical_pages']:g}")
+print(f"share of the range's struct pages written: "
+      f"{init['struct_pages_initialised'] / init['struct_pages']:.0%}")
 
 # %% [markdown]
-# **What to notice:** the fourth box maps four times as many vmemmap pages as it allocates
-# physical pages, and the fifth writes only a quarter of the struct pages in the range. Both
-# come from the one idea of this chapter: the tails' vmemmap pages share a page.
+# **What to notice:** the fourth box maps several vmemmap pages per physical page it allocates,
+# and the fifth writes only a fraction of the struct pages in the range (both printed above).
+# Both come from the one idea of this chapter: the tails' vmemmap pages share a page.
 
 # %% [markdown]
 # ## From a namespace to a `dev_pagemap`
@@ -150,8 +152,8 @@ for align in ("4K", "2M", "1G"):
 #
 # Device-dax offers 4K, 2M and 1G, but the mechanism works for any compound order the rule in
 # `vmemmap_can_optimize` accepts. The explorer below lets you slide the order, switch the
-# altmap and the kernel variant, on a 2 GiB namespace: sixteen full sections, and room for
-# every order up to 1 GiB with either `map`. (A namespace smaller than one compound page is
+# altmap and the kernel variant, on a 2 GiB namespace: whole sections only, and room for every
+# order the slider offers with either `map`. (A namespace smaller than one compound page is
 # refused, as `nd_pfn_init` refuses it, with the reason in the readout.) Its task: find the
 # smallest order at which deduplication saves anything. It starts at device-dax's 2 MiB
 # (order 9); the static rendering after it shows order 7, which the figure above does not.
