@@ -198,12 +198,13 @@ def guide(chapters: list[Path]) -> str:
         "",
         "* **00-01**: the 64-byte `struct page` per 4 KiB frame and `pfn_to_page` as array "
         "indexing; the vmemmap figure of 01 is the picture everything else modifies.",
-        "* **02**: a tail page's `compound_head` points at the head; tails of one compound page "
-        "hold the same words, which is why their struct pages can share a physical page.",
-        "* **03**: HVO remaps an already-populated memmap and frees pages; device-dax never "
-        "allocates them. The reused page takes no extra reference in HVO.",
-        "* **04-05**: the shared tail page and its reference count; why `--map=dev` (the altmap) "
-        "gives up the saving; why 1 GiB pages save less per TiB in mainline than in v3.",
+        "* **02**: a tail page's `compound_head` points at the head; on 5.17's plain vmemmap "
+        "every tail of one compound page holds the same words, which is what 03 and 04 exploit.",
+        "* **03**: HVO before and after in one figure: it remaps an already-populated memmap "
+        "read-only and frees pages; the reused page takes no extra reference.",
+        "* **04-05**: the create-namespace pipeline figure first, then the shared tail page and "
+        "its reference count; why `--map=dev` (the altmap) gives up the saving; HVO against "
+        "device-dax; why 1 GiB pages save less per TiB in mainline than in v3.",
         "* **06-07**: fewer distinct struct pages mean less initialisation and fewer cache lines "
         "touched by GUP; be honest about what each cost model can and cannot show.",
         "",

@@ -60,7 +60,10 @@ print(guest.table())
 #
 # The planner populates a namespace in the model, section by section, exactly as the kernel
 # would, and reads the cost off the model's page tables and frames. Here is one terabyte of
-# pmem with 2 MiB device-dax pages, struct pages in RAM (`--map=mem`):
+# pmem with 2 MiB device-dax pages, struct pages in RAM (`--map=mem`). This is a preview: each
+# line of the table is an idea a later chapter teaches (sections in 01, compound pages in 02,
+# deduplication and `--map` in 04, initialisation in 06), so read it now only for the size of
+# the numbers:
 
 # %%
 import vmemlab
@@ -90,9 +93,9 @@ for align in ("4K", "2M", "1G"):
 # | chapter | idea |
 # |---|---|
 # | 01 `struct page` and the sparse vmemmap | page frames, sections, subsections, `pfn_to_page` |
-# | 02 Compound pages | head and tail pages, `compound_head` and bit 0, the order slider |
-# | 03 HugeTLB Vmemmap Optimization | remap and free, the head page reused, fake heads |
-# | 04 Device-dax compound pagemaps | `memremap_pages`, `vmemmap_shift`, tail reuse, altmap |
+# | 02 Compound pages | head and tail pages, `compound_head` and bit 0, identical tails |
+# | 03 HugeTLB Vmemmap Optimization | HVO before/after: remap and free, the head page reused, fake heads |
+# | 04 Device-dax compound pagemaps | the create-namespace pipeline, tail reuse, altmap, HVO vs device-dax |
 # | 05 Bigger than a section | 1 GiB pages, section reuse vs the series' PMD reuse |
 # | 06 Bootstrap | `memmap_init_zone_device`: fewer struct pages to write |
 # | 07 GUP | one reference per subpage vs one per head, and the cover letter's timings |

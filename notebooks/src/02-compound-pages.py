@@ -3,8 +3,8 @@
 #
 # **Goals.** After this chapter you can tell a head page from a tail page by reading its
 # `struct page`, decode the `compound_head` word of a tail, say where the kernel keeps a compound
-# page's order, size and pin count (in 5.17 and in 6.x), and explain why the struct pages of
-# tails may share one physical page while a head's may not.
+# page's order, size and pin count (in 5.17 and in 6.x), and show that the struct pages of all
+# tails hold the same bytes while a head's carry state of their own.
 
 # %% [markdown]
 # ## Many page frames, one object
@@ -17,7 +17,10 @@
 #
 # `vmemlab.page` stores real 64-byte struct pages inside the frames the model's vmemmap maps and
 # reads them with the kernel's own helper names. Populate a small device-dax namespace with
-# 2 MiB compound pages and look at three of its struct pages:
+# 2 MiB compound pages and look at three of its struct pages. The namespace is populated by
+# kernel 5.17, the first with compound device-dax pages: its vmemmap is still the plain one of
+# chapter 01, one physical page behind every vmemmap page. (What later kernels change is
+# chapter 04's subject.)
 
 # %%
 import numpy as np
@@ -25,7 +28,7 @@ import numpy as np
 import vmemlab
 from vmemlab import page as P
 
-p = vmemlab.plan("128M", align="2M")
+p = vmemlab.plan("128M", align="2M", kernel="5.17")
 m, pgmap = p._machine, p._pgmap
 first = pgmap.ranges[0][0] >> m.arch.page_shift
 head = P.pfn_to_page(m, first)
@@ -57,7 +60,8 @@ print(f"head.va % 64                 = {head.va % 64}")
 # %% [markdown]
 # `compound_head(page)` is exactly that test and subtraction (`_compound_head()` in
 # `include/linux/page-flags.h`). The head's own word 1 is something else: for a ZONE_DEVICE page
-# it is `pgmap`, a pointer to the `struct dev_pagemap`, whose bit 0 is clear.
+# it is `pgmap`, a pointer to the `struct dev_pagemap` that describes the whole namespace
+# (chapter 04 follows how it is made), and its bit 0 is clear.
 
 # %%
 print("compound_head(tail 300) is the head:", P.compound_head(tail) == head)
@@ -143,80 +147,68 @@ cols = struct_page_columns(head.pfn, 512, m.arch.STRUCT_PAGES_PER_PAGE)
 for _label, pfn, _role in cols:
     pg = P.pfn_to_page(m, pfn)
     vpn = pg.vaddr >> m.arch.page_shift
-    frame = int(m.pgtables.resolve(np.array([vpn]))[0][0])
+    phys = int(m.pgtables.resolve_pfn(np.array([vpn]))[1][0])
     kind = "PageHead" if P.PageHead(pg) else "PageTail"
     print(f"page {pfn - head.pfn:>3}: {kind}, compound_head -> page "
           f"{P.compound_head(pg).pfn - head.pfn}, read through vmemmap page "
-          f"{vpn - (head.vaddr >> m.arch.page_shift)} -> frame {frame} (refcount "
-          f"{int(m.frames.refcount[frame])})")
+          f"{vpn - (head.vaddr >> m.arch.page_shift)} -> RAM pfn {phys:#x}")
 
 # %% [markdown]
-# **What to notice:** pages 0, 1 and 2 are read from one frame (vmemmap page 0), and pages 64,
-# 128 and 511 from one other frame, the shared tail page with its 7 mappings. The compound
-# metadata lives only in vmemmap page 0, which is never shared.
+# %%
+v0 = head.vaddr >> m.arch.page_shift
+kinds, phys = m.pgtables.resolve_pfn(v0 + np.arange(8))
+print(f"vmemmap pages 0-7 of compound page 0 are backed by {len(set(phys.tolist()))} distinct "
+      f"physical pages, pfns {phys.min():#x}-{phys.max():#x}")
+print(f"mapped by PMD leaves (the boot-style 2 MiB block of chapter 01): "
+      f"{m.pgtables.pmd_entry(v0 >> m.pgtables.pte_bits)[0] == 'leaf'}")
+
+# %% [markdown]
+# **What to notice:** pages 0, 1 and 2 are read from one physical page (vmemmap page 0), where
+# the head and the compound metadata live; pages 64, 128 and 511 each from a physical page of
+# their own, consecutive pages of one PMD-mapped block, as in chapter 01's plain vmemmap.
 #
 # ## Exploring the order
 #
 # The explorer below rebuilds the namespace for another compound order (or kernel) and redraws
-# the table; with `memmap` set to *HugeTLB HVO* it shows a HugeTLB page instead (chapter 03).
-# The static rendering after it is the same explorer at order 9.
+# the table. It comes with a task: move the order until the figure shows what the question
+# asks, then type the order you found. The static rendering after it is the explorer's
+# starting state, which the figure above does not show. (Its `memmap` switch and the later
+# kernels belong to chapters 03 and 04.)
+
+# %%
+from vmemlab.widgets import tasks
+
+task = tasks.own_tail_page_order()
+task
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: its display is a live view that nbval cannot compare (the static
 # rendering in the next cell is checked instead).
-from vmemlab import widgets
-
-explorer = widgets.StructPageExplorer()
-explorer
+task.ui
 
 # %%
-view = explorer.render_static(order=9)
+view = task.render_static()
 view.figures[0]
 
 # %%
 print(view.text)
 
 # %% [markdown]
-# ## Tails share a physical page
-#
-# With deduplication (chapter 04 follows the population step by step), vmemmap pages 2 to 7 of
-# a 2 MiB compound page map the same frame as vmemmap page 1. So struct pages 64–511 are
-# seven virtual views of the 64 struct pages in that one frame: for *k* ≥ 64, tail *k* and tail
-# *k* + 64 are the same 64 bytes of RAM. Write a value into tail 300 and read the same field of
-# all 512 struct pages:
+# **What to notice:** at the smallest order every struct page, head and tails alike, is read
+# from vmemmap page 0. Slide right and watch the bottom row for the first struct page read
+# from another vmemmap page.
 
 # %%
-P.pfn_to_page(m, head.pfn + 300).write("private", 0x5EED)
-private = P.read_field(m, head.pfn + np.arange(512), "private")
-seen = np.flatnonzero(private == 0x5EED).tolist()
-print("the write is visible in struct pages:", seen)
-print(f"{len(seen)} struct pages show it; {len(seen) - 1} of them were never written")
+answer = None  # the order you found
+task.check(answer)
 
 # %% [markdown]
-# Each of these indices is 300 modulo 64, and none is below 64. The same holds for a 1 GiB
-# compound page, whose 4096 vmemmap pages keep two frames:
-
-# %%
-p1g = vmemlab.plan("2G", align="1G")
-m1g, pg1g = p1g._machine, p1g._pgmap
-h1g = pg1g.ranges[0][0] >> m1g.arch.page_shift
-P.write_field(m1g, h1g + 100_000, "private", 0x5EED)
-hits = np.flatnonzero(P.read_field(m1g, h1g + np.arange(1 << 18), "private") == 0x5EED)
-print(f"1 GiB page: {hits.size} of {1 << 18} struct pages show the write, the first at tail "
-      f"{int(hits[0])}, all congruent to {100_000 % 64} mod 64: {bool((hits % 64 == 100_000 % 64).all())}")
-
-# %%
-P.pfn_to_page(m, head.pfn + 300).write("private", 0)  # undo the experiment
-P.write_field(m1g, h1g + 100_000, "private", 0)
-
-# %% [markdown]
-# ## Why sharing is harmless for tails but not for heads
+# ## Tails are all alike; heads are not
 #
-# Sharing is safe only if every struct page that aliases a slot would hold the same bytes
-# anyway. For the tails of one compound page that is true: each holds the same flags, the same
-# `compound_head`, `TAIL_MAPPING`, refcount 0 and mapcount -1, whatever its index. Count the
-# distinct 64-byte values among the tails of compound page 0:
+# For the tails of one compound page every struct page holds the same bytes: the same flags,
+# the same `compound_head`, `TAIL_MAPPING`, refcount 0 and mapcount -1, whatever its index.
+# Count the distinct 64-byte values among the tails of compound page 0:
 
 # %%
 words = P.read_field(m, head.pfn + np.arange(512), "words")
@@ -225,7 +217,7 @@ print("distinct struct pages among pages 0, 1, 2:", len(np.unique(words[:3], axi
 
 # %% [markdown]
 # Everything that differs (the head and the compound metadata in pages 1 and 2) sits in vmemmap
-# page 0, which each compound page keeps for itself. A head is different: its reference count,
+# page 0. A head is different: its reference count,
 # `mapping` and `index` change while the page is in use, and they belong to *this* compound
 # page. The kernel therefore takes references only on the head (`get_page()` on a tail goes to
 # `page_folio()`), and the heads of two compound pages live in two different frames:
@@ -239,15 +231,16 @@ print(f"page_count(tail 300) = {P.page_count(head + 300)} (it reads the head), i
       f"_refcount = {P.page_ref_count(head + 300)}")
 P.page_ref_sub(h0, 3)
 for c in (0, 1):
-    v0 = (head.pfn + 512 * c) * 64 >> 12
-    f0, f1 = m.pgtables.resolve(np.array([v0, v0 + 1]))[0].tolist()
-    print(f"compound page {c}: head page in frame {f0}, tail page in frame {f1}")
+    vc = (head.pfn + 512 * c) * 64 >> 12
+    f0, f1 = m.pgtables.resolve_pfn(np.array([vc, vc + 1]))[1].tolist()
+    print(f"compound page {c}: head page at RAM pfn {f0:#x}, first tail page at {f1:#x}")
 
 # %% [markdown]
-# Even the tail page is private to its compound page, because every tail records *its* head.
-# Had a head's vmemmap page been shared, a reference taken on one compound page would show on
-# another. (HugeTLB's optimization does share the head's vmemmap page, read-only, and pays for
-# it with "fake heads": chapter 03.)
+# So the vmemmap pages past page 0 hold nothing but copies of one tail, and one copy could
+# serve them all; a head's page could not be shared between compound pages without a
+# reference taken on one showing on the other (every tail also records *its* head, so even a
+# tail page belongs to one compound page). Chapters 03 and 04 are the kernel's two ways of
+# acting on this.
 #
 # ## Exercises
 
@@ -261,25 +254,6 @@ ex1
 answer = None  # your answer
 ex1.check(answer)
 
-# %%
-ex2 = exercises.generate("tail-aliases", seed=2)
-ex2
-
-# %%
-answer = None  # your answer
-ex2.check(answer)
-
-# %% [markdown]
-# A question about *why*: answer with the number of the option.
-
-# %%
-ex_why = exercises.generate("why-tail-share", seed=2)
-ex_why
-
-# %%
-answer = None  # the number of your choice
-ex_why.check(answer)
-
 # %% [markdown]
 # ## Summary
 #
@@ -287,9 +261,9 @@ ex_why.check(answer)
 #   the head's struct page address with bit 0 set.
 # * Order, size, mapcount and pin count live in the first (and in 5.17 the second) tail page:
 #   `compound_order`/`compound_nr` in 5.17, `_flags_1`/`_folio_nr_pages`/`_pincount` in 6.x.
-# * All tails past vmemmap page 0 hold identical bytes, so with deduplication they alias one
-#   physical page: a write to one tail shows through 7 (2 MiB) or 4095 (1 GiB) struct pages.
-#   Heads and the compound metadata are never shared.
+# * All tails past vmemmap page 0 hold identical bytes; the head and the compound metadata,
+#   in vmemmap page 0, hold state of their own. In 5.17 each vmemmap page still has its own
+#   physical page.
 #
 # **In the kernel:** `include/linux/page-flags.h` (`_compound_head`, `PageHead`, `PageTail`,
 # `page_fixed_fake_head`), `include/linux/mm_types.h` (`struct page`, `struct folio`),

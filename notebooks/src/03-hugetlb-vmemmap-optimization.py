@@ -4,7 +4,7 @@
 # **Goals.** Watch HugeTLB Vmemmap Optimization (HVO) free most of a HugeTLB page's struct pages
 # by remapping its vmemmap read-only onto one kept page; count what it saves and what the page
 # table split costs; see why 5.18 created "fake heads" and how `compound_head()` sees through
-# them; and say how HVO differs from device-dax's deduplication.
+# them. (Device-dax's version of the idea, which populates rather than remaps, is chapter 04.)
 
 # %% [markdown]
 # ## A HugeTLB page and its vmemmap
@@ -53,17 +53,16 @@ print(f"PTE tables                 {before['pte_tables']} -> {after['pte_tables'
 print(f"RAM pages in use           {before['ram_used']} -> {after['ram_used']}")
 
 # %% [markdown]
-# Eight vmemmap pages now show one physical page. Drawn from the page tables, beside a 2 MiB
-# device-dax compound page (chapter 04) for comparison; dashed arrows are read-only PTEs:
+# Before and after, in one picture (the layout of `Documentation/mm/vmemmap_dedup.rst`): the
+# same HugeTLB page on two identically booted machines, the second optimized. Each panel is
+# read from that machine's page tables; dashed arrows are read-only PTEs:
 
 # %%
-import vmemlab
 from vmemlab import viz
+from vmemlab.viz.hvo_view import hvo_before_after, hvo_run
 
-dax = vmemlab.plan("128M", align="2M")
-dax_vpn = (dax._pgmap.ranges[0][0] >> 12) * 64 >> 12
-m_dax_frames, _ = dax._machine.pgtables.resolve(dax_vpn + np.arange(8))
-fig = viz.vmemmap_mapping(dax, hvo=(m, folio))
+run = hvo_run("6.6", "2M")
+fig = hvo_before_after(run)
 fig
 
 # %%
@@ -73,20 +72,20 @@ frames, _ = m.pgtables.resolve(vpns)
 ro = P.pte_is_ro(m, vpns)
 for i in range(8):
     print(f"HVO vmemmap page {i}: frame {int(frames[i])}{' read-only' if ro[i] else ' read-write'}")
-print("distinct frames: HVO", len(set(frames.tolist())), "| device-dax",
-      len(set(m_dax_frames.tolist())))
-hvo_rc = hvo.vmemmap_page_count(m, int(frames[-1]))
-dax_rc = hvo.vmemmap_page_count(dax._machine, int(m_dax_frames[-1]))
-print(f"page_count of the shared page: HVO {hvo_rc} (mapped by 8 PTEs) | device-dax {dax_rc} "
-      f"(mapped by {int((m_dax_frames == m_dax_frames[-1]).sum())} PTEs)")
+kept = int(frames[0])
+print(f"distinct frames after HVO: {len(set(frames.tolist()))}; the kept frame is mapped by "
+      f"{int((frames == kept).sum())} PTEs, page_count() = {hvo.vmemmap_page_count(m, kept)}")
+print("the figure's run agrees with this chapter's machine:",
+      run.numbers["frames_after"] == len(set(frames.tolist()))
+      and run.numbers["freed"] == report.data_pages_freed)
 
 # %% [markdown]
-# **What to notice:** device-dax (left) keeps two frames and points pages 2–7 at the *tail*
-# page; HVO (right) keeps one and points pages 1–7 at the *head* page, through read-only PTEs.
-# The reference counts are not symmetric: device-dax's `vmemmap_pte_populate` calls
-# `get_page(reuse)` for every PTE it points at the tail page (paired with the `put_page` of
-# hot-remove), while HVO's `vmemmap_remap_pte` just writes the PTE and takes no reference, so
-# the page eight PTEs map keeps the single reference it had.
+# **What to notice:** on the left the vmemmap pages map consecutive pages of one PMD-mapped
+# boot block; on the right the block is split into a PTE table for this range, every vmemmap
+# page after page 0 points at page 0's page through a read-only PTE, and the pages they mapped
+# are free. The kept page is mapped by every PTE yet holds a single reference (the counts are
+# printed above): HVO's `vmemmap_remap_pte` writes each PTE and takes no reference (no
+# `get_page`). (Chapter 04 meets a scheme that does take one per PTE.)
 #
 # ## What the split costs
 #
@@ -289,44 +288,38 @@ for kernel in ("6.6", "6.12.117"):
 # Restoring needs memory: a machine short of RAM cannot dissolve an optimized HugeTLB page
 # (the model refuses with -ENOMEM and leaves the page optimized).
 #
-# ## HVO and device-dax, side by side
+# ## Explore: which kernels make fake heads?
 #
-# Both save the vmemmap of tails by mapping many virtual pages to one physical page, but they
-# start from different places:
-#
-# * **HVO** *remaps* a memmap that already exists (boot RAM, PMD-mapped): it splits PMDs, frees
-#   pages, and since 5.18 reuses the **head** page (read-only tails, fake heads).
-# * **device-dax** *populates* a new memmap deduplicated from the start
-#   (`vmemmap_populate_compound_pages`), read-write, and reuses the first **tail** page,
-#   so no struct page ever aliases a head: one page less saved per compound page.
+# The explorer reads the struct pages of one HugeTLB page after HVO, for any order and kernel
+# variant. Its task: find a kernel under which no vmemmap page starts with a fake head. The
+# static rendering below it is the task's starting point, at 1 GiB (the table above showed
+# 2 MiB).
 
 # %%
-for order in (9, 18):
-    c = hvo.contrast_with_device_dax(order)
-    for who in ("device_dax", "hvo"):
-        d = c[who]
-        print(f"order {order:>2} {who:>10}: {d['vmemmap_pages']:>4} vmemmap pages, kept "
-              f"{d['kept']}, others map vmemmap page {d['reused_vmemmap_page']}, saved "
-              f"{d['saved']}")
+from vmemlab.widgets import tasks
 
-# %% [markdown]
-# The explorer draws both for any order and kernel (try kernel 5.17: two pages kept, no fake
-# heads); below it, the same explorer at 2 MiB on 6.6, rendered statically.
+task = tasks.no_fake_head_kernels()
+task
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cells render it statically.
-from vmemlab import widgets
-
-explorer = widgets.MappingExplorer(view="dax vs HVO")
-explorer
+task.ui
 
 # %%
-view = explorer.render_static(order=9, view="dax vs HVO")
+view = task.render_static(order=18)
 view.figures[0]
 
 # %%
 print(view.text)
+
+# %% [markdown]
+# **What to notice:** at 1 GiB as at 2 MiB, pages 64 and 128 read the head's flags; the readout
+# counts the fake heads among the first vmemmap pages. Change the kernel and watch that count.
+
+# %%
+answer = None  # a kernel name, e.g. "6.6"
+task.check(answer)
 
 # %% [markdown]
 # ## Exercises
@@ -358,7 +351,7 @@ ex2.check(answer)
 # * From 5.18 the remapped pages show the head page, so their first struct pages are fake
 #   heads; `page_fixed_fake_head()` makes `compound_head()` and `PageHead()` see through them.
 # * Restore (before dissolving) allocates and copies the pages back; the split table stays.
-# * Device-dax populates fresh and reuses a tail page: one page more kept, no fake heads.
+# * The remapped PTEs take no reference: the kept page's `page_count()` stays 1.
 #
 # **In the kernel:** `mm/hugetlb_vmemmap.c` (`hugetlb_vmemmap_optimize_folio`,
 # `vmemmap_remap_free`, `vmemmap_split_pmd`, `vmemmap_remap_pte`, `vmemmap_restore_pte`,

@@ -35,6 +35,16 @@ tail = int(m.pgtables.pte[m.pgtables.pmd_entry(first_vpn >> 9)[1]][1])
 print("tail page refcount:", m.frames.refcount[tail])
 
 # %% [markdown]
+# In chapter 04's pipeline figure this is the fourth box; the same figure for this 2 GiB
+# namespace of 1 GiB pages:
+
+# %%
+from vmemlab.viz.pipeline import pipeline_stages
+
+for st in pipeline_stages(p)[2:4]:
+    print(f"{st.function:<18} " + "; ".join(st.lines))
+
+# %% [markdown]
 # Two data frames for the whole gigabyte, but eight PTE tables, one per section. With 4 KiB
 # pages, those tables now cost four times as much as the data: 8 + 2 = 10 pages per GiB.
 #
@@ -79,23 +89,36 @@ print('cover letter: "This further let us more than halve the overhead with 1GB 
 # ## Explore
 #
 # The explorer draws the page tables of one compound page for any order, kernel and
-# architecture; the cell after it is the same explorer at 1 GiB on kernel `v3`, rendered
-# statically.
+# architecture. Its task: at 1 GiB, find the kernel that spends the least RAM on the vmemmap,
+# data and tables together. The cell after it renders the starting point, 2 MiB pages on 6.6,
+# which the figure above does not show.
+
+# %%
+from vmemlab.widgets import tasks
+
+task = tasks.least_ram_kernel(start_order=9)
+task
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cells render it statically.
-from vmemlab import widgets
-
-explorer = widgets.MappingExplorer(order=18, size="2G", view="page tables")
-explorer
+task.ui
 
 # %%
-view = explorer.render_static(order=18, size="2G", view="page tables", kernel="v3")
+view = task.render_static()
 view.figures[0]
 
 # %%
 print(view.text)
+
+# %% [markdown]
+# **What to notice:** at 2 MiB one PTE table serves 64 compound pages, so tables are a small
+# part of the cost; at 1 GiB (set the order to 18) every section needs its own. Then change the
+# kernel.
+
+# %%
+answer = None  # a kernel name, e.g. "6.6"
+task.check(answer)
 
 # %% [markdown]
 # ## Exercises

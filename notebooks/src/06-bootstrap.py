@@ -8,8 +8,8 @@
 # %% [markdown]
 # ## What initialisation writes
 #
-# After `memremap_pages` has populated the vmemmap, `memmap_init_zone_device` fills in the struct
-# pages: zone and node, the pgmap link, a reference count, and for compound pages the head and
+# After `memremap_pages` has populated the vmemmap, `memmap_init_zone_device` (the last box of
+# chapter 04's pipeline figure) fills in the struct pages: zone and node, the pgmap link, a reference count, and for compound pages the head and
 # tail fields. It walks the range one compound page at a time and, for each,
 # `memmap_init_compound` writes `compound_nr_pages(altmap, pgmap)` struct pages:
 #

@@ -187,17 +187,31 @@ for row in gup.predict_variants("128G", params, kernels=("5.16", "6.6", "v3")):
 # ## Explore
 #
 # The explorer recomputes the counters and the modelled time for another size, align or kernel.
+# Its task: find the kernel whose GUP-fast takes fewer atomics than 5.16. Below it, its
+# starting point (6.6) as text.
+
+# %%
+from vmemlab.widgets import tasks
+
+task = tasks.fewer_gup_atomics()
+task
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cell renders it statically.
-from vmemlab import widgets
-
-explorer = widgets.GupExplorer()
-explorer
+task.ui
 
 # %%
-print(explorer.render_static().text)
+print(task.render_static().text)
+
+# %% [markdown]
+# **What to notice:** on 6.6 the cost model's time drops while the atomics stay those of 5.16:
+# in the model the saving comes from fewer distinct struct-page cache lines (deduplicated
+# tails), not from fewer reference counts.
+
+# %%
+answer = None  # a kernel name, e.g. "6.6"
+task.check(answer)
 
 # %% [markdown]
 # ## Exercises

@@ -22,21 +22,33 @@ print(p.table())
 # %% [markdown]
 # ## One terabyte on every architecture
 #
-# RAM spent on struct pages (data + page tables) and device space used for them, per TiB of
-# device memory, for each alignment device-dax offers on each architecture, kernel 6.6:
+# RAM spent on struct pages and device space used for them, per TiB of device memory, for each
+# alignment device-dax offers on each architecture, kernel 6.6. Three RAM figures, so that every
+# later cell can be matched to one of them:
+#
+# * **data + PTE**: struct-page data pages plus the PTE-table pages that map them (on ppc64
+#   radix 64K a PTE table is a 256-byte fragment, packed `PAGE_SIZE / 256` to a page). This is
+#   the figure the savings curves and the explorer's "RAM per TiB" draw;
+# * **upper**: the PMD/PUD-level table pages above them, which do not depend on the order;
+# * **RAM total** = the two together: the planner's `ram_bytes` (`RAM total` in its table).
 
 # %%
+from vmemlab.viz.savings import savings_point
+
 rows = []
 for arch, a in vmemlab.ARCHES.items():
-    for align in a.dax_aligns:
+    for align, order in zip(a.dax_aligns, a.dax_align_orders()):
         for mode in ("mem", "dev"):
             q = vmemlab.plan("1T", align=align, map=mode, arch=arch)
+            curve = savings_point(arch, "6.6", order, mode).bytes_per_tib
             dev = (q.device_data_pages + q.device_align_pages) * q.page_size
-            rows.append((arch, format_size(align), mode, q.optimised, q.ram_bytes, dev))
-print(f"{'arch':>16} {'align':>5} {'map':>3} {'dedup':>5} {'RAM':>9} {'device':>8}")
-for arch, align, mode, opt, ram, dev in rows:
-    print(f"{arch:>16} {align:>5} {mode:>3} {str(opt):>5} {format_size(ram):>9} "
-          f"{format_size(dev):>8}")
+            rows.append((arch, format_size(align), mode, q.optimised, curve,
+                         q.ram_bytes - curve, q.ram_bytes, dev))
+print(f"{'arch':>16} {'align':>5} {'map':>3} {'dedup':>5} {'data + PTE':>10} {'upper':>6} "
+      f"{'RAM total':>9} {'device':>8}")
+for arch, align, mode, opt, curve, upper, ram, dev in rows:
+    print(f"{arch:>16} {align:>5} {mode:>3} {str(opt):>5} {format_size(curve):>10} "
+          f"{format_size(upper):>6} {format_size(ram):>9} {format_size(dev):>8}")
 
 # %% [markdown]
 # Things to notice:
@@ -66,28 +78,45 @@ fig = viz.savings_curves(arches=["x86_64", "arm64-64k", "ppc64-radix-64k"],
 fig
 
 # %%
-from vmemlab.viz.savings import savings_point
-
 for arch in ("x86_64", "arm64-64k", "ppc64-radix-64k"):
     a = vmemlab.get_arch(arch)
     for order in a.dax_align_orders():
         pt = savings_point(arch, "6.6", order)
-        print(f"{arch:>16} order {order:>2}: {format_size(pt.bytes_per_tib):>7} per TiB")
+        print(f"{arch:>16} order {order:>2}: {format_size(pt.bytes_per_tib):>7} per TiB "
+              f"(data + PTE, the table's column of that name)")
+
+# %% [markdown]
+# The curves' points are the table's *data + PTE* column, configuration by configuration; the
+# planner's `RAM total` adds the upper tables.
 
 # %% [markdown]
 # The explorer marks the configuration you pick (architecture, kernel, order, map) on these
-# curves; below it, the same explorer rendered statically for x86_64 at order 9.
+# curves; below it, the explorer's numbers for ppc64-radix-64k at 1 GiB (order 14): the same
+# *data + PTE* figure as the table's, which the explorer rounds to three significant digits.
+
+# Its task: find the smallest order ppc64-radix-64k deduplicates.
+
+# %%
+from vmemlab.widgets import tasks
+
+task = tasks.first_dedup_order()
+task
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Interactive widget: a live view nbval cannot compare; the next cell renders it statically.
-from vmemlab import widgets
-
-explorer = widgets.SavingsExplorer()
-explorer
+task.ui
 
 # %%
-print(explorer.render_static(arch="x86_64", kernel="6.6", order=9, map="mem").text)
+explorer = task.explorer
+print(explorer.render_static(arch="ppc64-radix-64k", kernel="6.6", order=14, map="mem").text)
+pt = savings_point("ppc64-radix-64k", "6.6", 14)
+print(f"the same point, unrounded: {pt.bytes_per_tib} bytes = {format_size(pt.bytes_per_tib)}")
+
+# %% [markdown]
+# %%
+answer = None  # the order you found
+task.check(answer)
 
 # %% [markdown]
 # **What to notice:** once deduplication starts, each curve halves with every order (the two
