@@ -29,6 +29,6 @@ from . import (  # noqa: F401 - importing a chapter registers its problems
     ch10_hot_remove,
     ch11_real_kernel_check,
 )
-from .base import CheckResult, Exercise, exercise, generate, kinds, show_solutions
+from .base import CheckResult, Exercise, exercise, generate, kinds, show_solutions, solutions_shown
 
-__all__ = ["CheckResult", "Exercise", "exercise", "generate", "kinds", "show_solutions"]
+__all__ = ["CheckResult", "Exercise", "exercise", "generate", "kinds", "show_solutions", "solutions_shown"]

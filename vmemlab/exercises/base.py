@@ -38,6 +38,11 @@ def show_solutions(on: bool = True) -> None:
     _SHOW = on
 
 
+def solutions_shown() -> bool:
+    """Whether :func:`show_solutions` (or ``VMEMLAB_SOLUTIONS=1``) has revealed solutions."""
+    return _SHOW
+
+
 @dataclass
 class CheckResult:
     """The verdict on one answer; prints as a short, deterministic sentence."""

@@ -30,8 +30,10 @@ from ..arch import get_arch
 from ..errors import VmemlabError
 from ..exercises import CheckResult
 from ..kernels import KERNELS
+from ..page import page_is_fake_head, pfn_to_page
 from ..units import format_size
-from ..viz.savings import explorable_orders
+from ..viz.gupview import cover_letter_results
+from ..viz.savings import explorable_orders, savings_point
 from .base import SIZES, Explorer, View, cached_hvo, cached_plan
 from .explorers import GupExplorer, MappingExplorer, SavingsExplorer, StructPageExplorer
 
@@ -90,7 +92,7 @@ class Task:
                    f"the {self.control} in `answer` and run this cell again.")
             if self.hint:
                 msg += f"\nHint: {self.hint}"
-            if exercises._SHOW:
+            if exercises.solutions_shown():
                 msg += f"\nSolution: {self._answer_text()}\n{self.explanation}"
             return CheckResult(None, msg)
         if any(type(answer) is type(a) and answer == a for a in self.answers) or (
@@ -99,7 +101,7 @@ class Task:
         msg = f"Not quite: {answer!r} is not it."
         if self.hint:
             msg += f"\nHint: {self.hint}"
-        if exercises._SHOW:
+        if exercises.solutions_shown():
             msg += f"\nSolution: {self._answer_text()}\n{self.explanation}"
         return CheckResult(False, msg)
 
@@ -108,7 +110,7 @@ class Task:
 
     def solution(self) -> str:
         """The answer (only with :func:`vmemlab.exercises.show_solutions` on)."""
-        if not exercises._SHOW:
+        if not exercises.solutions_shown():
             return "Solutions are hidden: call vmemlab.exercises.show_solutions() to reveal them."
         return f"{self._answer_text()}\n{self.explanation}"
 
@@ -234,8 +236,6 @@ def map_dev_ram_size(arch: str = "x86_64", kernel: str = "6.6", order: int = 9) 
 
 
 def _fake_heads(arch: str, kernel: str, order: int) -> int | None:
-    from ..page import page_is_fake_head, pfn_to_page
-
     try:
         m, folio = cached_hvo(arch, kernel, order)
     except VmemlabError:
@@ -382,8 +382,6 @@ def order_text(arch: str, order: int) -> str:
 def fewer_gup_atomics(align: str = "2M", size: str = "16G") -> Task:
     """Chapter 07: the kernels whose GUP-fast (FOLL_GET, struct pages in RAM) of ``size`` takes
     fewer atomic operations than 5.16's (:func:`vmemlab.viz.gupview.cover_letter_results`)."""
-    from ..viz.gupview import cover_letter_results
-
     counts = {}
     for k in GupExplorer.OPTIONS["kernel"]:
         row = cover_letter_results(size, after=k, align=align)[0]
@@ -415,8 +413,6 @@ def fewer_gup_atomics(align: str = "2M", size: str = "16G") -> Task:
 def first_dedup_order(arch: str = "ppc64-radix-64k", kernel: str = "6.6") -> Task:
     """Chapter 09: the smallest compound order at which ``arch`` deduplicates the vmemmap
     (:func:`vmemlab.viz.savings.savings_point`, map=mem)."""
-    from ..viz.savings import savings_point
-
     orders = explorable_orders(arch)
     pts = {o: savings_point(arch, kernel, o, "mem") for o in orders}
     answer = next(o for o in orders if pts[o].optimised)
