@@ -45,7 +45,10 @@ Each variant names the trees actually read; a rule is stated for those versions 
            (``nr_reset_struct_page = 0``; read in Debian's linux-source-6.12 6.12.117-1~deb12u1
            by the real-kernel check, and in the vmlinux: no memcpy after ``copy_page``), so
            dissolving an optimized page hits "BUG: Bad page state" and leaks it -- a kernel
-           bug, measured; the upstream commits were not identified offline.
+           bug, measured: stable 6.12.114 took c0b495b91a47 and its fix c7bde43f6daf
+           ("mm/hugetlb_vmemmap: fix incorrect vmemmap restore in rollback") without
+           622026e87c40 ("mm/hugetlb: remove fake head pages"); see
+           ``vmemlab.hugetlb_vmemmap``.
 ``mm-2026`` The 2026 mm tree's shared-tail rework (Muchun Song, "mm: Switch device DAX to
            section-based vmemmap optimization", in linux-next from September 2026, in no
            release read): device-dax keeps one head vmemmap page per compound page and maps

@@ -180,6 +180,7 @@ class _Ahead:
         self.waiting = 0  # foreground updates in progress: the worker does not start a job
         self.cells = 0  # notebook cells running now
         self.last_cell = 0.0  # monotonic time the last cell finished
+        self.busy = False  # a job is rendering now
         self._hooked = False
 
     def hook(self, shell: Any) -> None:
@@ -228,10 +229,22 @@ class _Ahead:
                 while not self.jobs or not self._idle():
                     self.cv.wait(0.05)
                 ex, st = self.jobs.popleft()
+                self.busy = True
             try:
                 ex._rendered(st)
             except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
                 pass
+            finally:
+                with self.cv:
+                    self.busy = False
+                    self.cv.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every submitted state has been rendered (tests; the worker must be idle,
+        i.e. no notebook cell running)."""
+        with self.cv:
+            while self.jobs or self.busy:
+                self.cv.wait()
 
     def foreground(self) -> Any:
         ahead = self
