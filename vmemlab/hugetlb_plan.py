@@ -305,14 +305,27 @@ def plan_hugetlb(pool: str | tuple[int | str, int], arch: str | Arch = "x86_64",
 def boot_memmap_pages(ram: int | str, arch: str | Arch = "x86_64") -> dict[str, int]:
     """The boot memmap of System RAM ``[0, ram)`` as the engine's ``Machine(ram=...)`` boots it
     (``sparse_init``: whole sections, vmemmap from memblock): data pages and the vmemmap page
-    tables below the (always present) top level.  ``nr_memmap_boot_pages`` counts the data."""
+    tables below the (always present) top level, and ``nr_memmap_boot_pages`` as 6.11+ counts
+    it: ``DIV_ROUND_UP(end - start, PAGE_SIZE)`` per section (``__populate_section_memmap``,
+    15995a352474 "mm: report per-page metadata information").  That equals the data pages
+    where a section's memmap is whole pages (x86_64, arm64); on ppc64 radix 64K a section's
+    memmap is 16 KiB, counted as one page, while 128 sections share one 2 MiB block: the counter
+    reads 4x the pages the memmap really takes."""
     a = get_arch(arch)
     ram_b = parse_size(ram, "ram")
     nsec = ram_b >> a.section_size_bits
-    data = nsec * (a.PAGES_PER_SECTION * a.struct_page_size // a.PAGE_SIZE)
-    span = data * a.PAGE_SIZE                       # vmemmap VA, from an aligned VMEMMAP_START
+    span = nsec * a.PAGES_PER_SECTION * a.struct_page_size  # vmemmap VA, from VMEMMAP_START
+    # ppc64 radix maps the vmemmap in PMD_SIZE blocks whatever the kernel (ppc64_vmemmap_populate_2m
+    # before 6.6, radix__vmemmap_populate from 6.6, both in vmemlab.sparse_vmemmap): the memmap of
+    # one 16 MiB section is a quarter of a 64 KiB page, so the boot memmap is whole 2 MiB blocks
+    pmd_blocks = a.vmemmap_hugepages or a.name == "ppc64-radix-64k"
+    if pmd_blocks:
+        span = -(-span // a.PMD_SIZE) * a.PMD_SIZE
+    data = -(-span // a.PAGE_SIZE)
     lv = a.levels
-    first = 1 if a.vmemmap_hugepages else 0          # PMD leaves, or PTEs
+    first = 1 if pmd_blocks else 0                   # PMD leaves, or PTEs
     tables = {f"{lv[i].name}_tables": -(-span // (1 << lv[i + 1].shift)) if span else 0
               for i in range(first, len(lv) - 1)}
-    return {"data": data, **tables, "pagetables": sum(tables.values())}
+    counted = nsec * -(-(a.PAGES_PER_SECTION * a.struct_page_size) // a.PAGE_SIZE)
+    return {"data": data, **tables, "pagetables": sum(tables.values()),
+            "nr_memmap_boot_pages": counted}
