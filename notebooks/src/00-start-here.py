@@ -13,9 +13,11 @@
 # use the same model to size real machines.
 #
 # **How to use it.** Run each chapter top to bottom (*Run → Run All Cells* in JupyterLab, or
-# shift-enter cell by cell). Every number you see is computed by the `vmemlab` package when the
-# cell runs; nothing is typed in. Each chapter ends with short exercises: generate a problem,
-# write your answer in the cell, run it, and `check` tells you if you are right.
+# shift-enter cell by cell). Every result you see is computed by the `vmemlab` package when the
+# cell runs; the prose types only the definitions (page sizes, orders, kernel versions) and the
+# figures it quotes from kernel sources and patch mail. Each chapter ends with short
+# exercises: generate a problem, write your answer in the cell, run it, and `check` tells you if
+# you are right.
 
 # %% [markdown]
 # ## What does your own machine spend?
@@ -103,6 +105,7 @@ for align in ("4K", "2M", "1G"):
 # | 09 Capacity planning | tables and plots across architectures, the CLI |
 # | 10 Hot-remove and lifetimes | tearing down shared tail pages safely |
 # | 11 Does the model match a real kernel? | measurements from a booted Linux 6.12 |
+# | 12 The 2026 rework | one shared tail page per zone and order, for device-dax and HVO |
 #
 # The chapters build on each other; 09 stands on its own for engineers who only want to plan.
 #

@@ -124,9 +124,10 @@ for kernel in ("5.17", "6.6"):
           f"{P.TAIL_MAPPING:#x})")
 
 # %% [markdown]
-# In 5.17 the low half of page[1]'s `mapping` is `compound_nr` (0x200 = 512); in 6.x the whole
-# word is `_entire_mapcount` (-1) and `_nr_pages_mapped` (0). That is one reason kernel code
-# reads `mapping` through the head (`page_folio(page)->mapping`), never through a tail.
+# In 5.17 the low half of page[1]'s `mapping` is `compound_nr` (0x200 = 512); in 6.6 the whole
+# word is `_entire_mapcount` (-1) and `_nr_pages_mapped` (0) (6.12 moved them again). That is
+# one reason kernel code reads `mapping` through the head (`page_folio(page)->mapping`), never
+# through a tail.
 #
 # ## One compound page, field by field
 #
@@ -153,7 +154,6 @@ for _label, pfn, _role in cols:
           f"{P.compound_head(pg).pfn - head.pfn}, read through vmemmap page "
           f"{vpn - (head.vaddr >> m.arch.page_shift)} -> RAM pfn {phys:#x}")
 
-# %% [markdown]
 # %%
 v0 = head.vaddr >> m.arch.page_shift
 kinds, phys = m.pgtables.resolve_pfn(v0 + np.arange(8))

@@ -93,9 +93,10 @@ for i, (v, f) in enumerate(zip(vpns.tolist(), frames.tolist())):
     print(f"vmemmap page {i} (vpn {v}): frame {f:>4}, refcount {m.frames.refcount[f]}  {role}")
 
 # %% [markdown]
-# The head page's frame is private (refcount 1); the tail page's frame is mapped 7 times, and
-# its refcount is 7: one for the allocation and one `get_page()` per reuse PTE. Drawn from the
-# same page tables:
+# The head page's frame is private: it holds only its allocation's reference. The tail page's
+# frame is mapped by every vmemmap page after the head's, and its refcount (printed above)
+# equals the number of PTEs that map it: one for the allocation and one `get_page()` per reuse
+# PTE. Drawn from the same page tables:
 
 # %%
 from vmemlab import viz

@@ -2,8 +2,8 @@
 # # 05 — Compound pages bigger than a section
 #
 # **Goals.** See how a 1 GiB compound page, whose memmap spans eight sections, is populated one
-# section at a time; compare mainline's result (40 MiB per TiB) with the v3 series' PMD-level
-# reuse (16 MiB per TiB), which was never merged.
+# section at a time; compare mainline's cost per TiB with that of the v3 series' PMD-level
+# reuse, which was never merged (the cover letter: "40M -> 16M per Tb").
 
 # %% [markdown]
 # ## One compound page, eight sections
@@ -44,10 +44,14 @@ from vmemlab.viz.pipeline import pipeline_stages
 for st in pipeline_stages(p)[2:4]:
     print(f"{st.function:<18} " + "; ".join(st.lines))
 
+# %%
+from IPython.display import Markdown
+
+data, tables = p.ram_data_pages // p.compound_pages, p.pagetables["pte"] // p.compound_pages
+Markdown(f"{data} data frames per gigabyte, but {tables} PTE tables, one per section: the "
+         f"tables cost {tables / data:g} times as much as the data, {data + tables} pages per GiB.")
+
 # %% [markdown]
-# Two data frames for the whole gigabyte, but eight PTE tables, one per section. With 4 KiB
-# pages, those tables now cost four times as much as the data: 8 + 2 = 10 pages per GiB.
-#
 # ## The series' PMD-level reuse (v3, patch 14)
 #
 # The v3 series went one step further: from the third section on, the tables are identical
@@ -157,8 +161,10 @@ ex_why.check(answer)
 #
 # * A compound page bigger than a section is populated section by section;
 #   `reuse_compound_section()` maps later sections entirely to the tail page.
-# * As merged that costs 2 data pages + 8 PTE tables per GiB: 40 MiB per TiB.
-# * The v3 series shared PTE tables between PMD entries too: 16 MiB per TiB; never merged.
+# * As merged, each 1 GiB page keeps its 2 data pages plus one PTE table per section: the
+#   cover letter's "40M" per TiB, which the model reproduces above.
+# * The v3 series shared PTE tables between PMD entries too (the cover letter's "16M"); it was
+#   never merged.
 #
 # **In the kernel:** `mm/sparse-vmemmap.c` (`reuse_compound_section`,
 # `compound_section_tail_page`, `vmemmap_populate_compound_pages`);

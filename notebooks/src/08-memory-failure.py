@@ -4,7 +4,7 @@
 # **Goals.** Follow `memory_failure()` when a pfn inside a 2 MiB or 1 GiB device-dax page goes
 # bad: which struct page gets `PG_hwpoison`, which user mappings are torn down, what signal
 # the process gets; see which pfns are refused and why; and see what went wrong without patch 1
-# of the series and with the length bug of kernels up to 5.18.
+# of the series and with the length bug of kernels 4.19 to 5.12.
 
 # %% [markdown]
 # ## When memory goes bad
@@ -67,7 +67,7 @@ for proc, addr, lsb in r.killed:
 #
 # `PG_hwpoison` goes on the **head**. Only one struct page of the compound page carries it; that
 # matters with deduplication, where tail 300's struct page is shared by several tails
-# (chapter 02):
+# (chapter 04):
 
 # %%
 flags = P.read_field(m, r.head_pfn + np.arange(512), "flags")
@@ -246,8 +246,8 @@ ex2.check(answer)
 # * Without patch 1 the tail's struct page was used: `TAIL_MAPPING`, a wrong `index`, and the
 #   poison flag on a shared tail. The head is fetched only after `pgmap_pfn_valid()`, since
 #   metadata pfns have no struct page worth reading.
-# * Up to 5.18 the unmap length was really an end: the further into the file, the more was
-#   unmapped.
+# * From 4.19 to 5.12 the unmap length was really an end: the further into the file, the more
+#   was unmapped.
 #
 # **In the kernel:** `mm/memory-failure.c` (`memory_failure`, `memory_failure_dev_pagemap`,
 # `collect_procs`, `kill_procs`, `dev_pagemap_mapping_shift`, `unmap_and_kill`),

@@ -54,9 +54,11 @@ for arch, align, mode, opt, curve, upper, ram, dev in rows:
 # Things to notice:
 #
 # * 64 KiB pages (arm64, ppc64) already cut the struct-page share sixteen-fold: 1 GiB per TiB.
-# * On ppc64 with 64 KiB pages, 2 MiB compound pages are *not* deduplicated: their 512 struct
-#   pages fill half a vmemmap page, and the 6.6 rule wants more than two pages of memmap.
-# * arm64 16K's PMD size is 32 MiB and 64K's is 512 MiB, so its "2M" is that architecture's PMD.
+# * On ppc64 with 64 KiB pages, 2 MiB compound pages are *not* deduplicated: their 32 struct
+#   pages fill 2 KiB, a thirty-second of one vmemmap page, and the 6.6 rule wants more than two
+#   pages of memmap.
+# * arm64 16K's PMD size is 32 MiB and 64K's is 512 MiB: those are their PMD-sized aligns, the
+#   counterpart of x86_64's 2M.
 # * arm64 is never deduplicated here: it does not select `ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`, the
 #   symbol `vmemmap_can_optimize()` requires since 6.6. The function itself came in 6.4
 #   (87a7ae75d738), gated then by the HugeTLB symbol (`ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP`,
@@ -113,7 +115,6 @@ print(explorer.render_static(arch="ppc64-radix-64k", kernel="6.6", order=14, map
 pt = savings_point("ppc64-radix-64k", "6.6", 14)
 print(f"the same point, unrounded: {pt.bytes_per_tib} bytes = {format_size(pt.bytes_per_tib)}")
 
-# %% [markdown]
 # %%
 answer = None  # the order you found
 task.check(answer)
@@ -170,7 +171,7 @@ ex_ram_per_tib.check(answer)
 # ## Summary
 #
 # * At 2 MiB device-dax pages the struct-page cost is a quarter of the 4K cost; at 1 GiB it is
-#   dominated by page tables (40 MiB per TiB on x86_64).
+#   dominated by page tables (on x86_64 the table's 1G row: the cover letter's "40M" per TiB).
 # * 64 KiB-page architectures start 16x lower; ppc64 only deduplicates 1 GiB pages.
 # * `--map=dev` moves struct pages to the device: no RAM, but no deduplication either.
 #

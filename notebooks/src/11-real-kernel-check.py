@@ -58,13 +58,19 @@ total = sum(not r["warmup"] for r in ns)
 worst = max(abs(r["residual"]) for r in ns if not r["warmup"])
 print(f"{agree} of {total} configurations agree within the noise; largest residual {worst:.0f} pages")
 
+# %%
+from IPython.display import Markdown  # noqa: E402
+
+sizes = [r["measured_vmemmap"] for r in ns if not r["warmup"]]
+lo, hi = f"{min(sizes):.0f}", f"{max(sizes):.0f}"
+Markdown(f"**What to notice:** every point sits on the line, from {lo} to {hi} pages, across 4K, "
+         f"2M and 1G alignments and both `--map` modes. On log-log axes a residual of a few "
+         f"pages is invisible at {hi} and looks large at {lo}.")
+
 # %% [markdown]
-# **What to notice:** every point sits on the line, from 1 page to 65536, across 4K, 2M and
-# 1G alignments and both `--map` modes. The first namespace after boot (the warm-up, left out
-# above) also pays one-time costs the model does not track, such as `mem_section` roots.
-#
-# On log-log axes a residual of a few pages is invisible at 65536 and looks large at 1. The
-# residuals themselves, measured minus predicted, on a linear axis against the noise band:
+# The first namespace after boot (the warm-up, left out above) also pays one-time costs the
+# model does not track, such as `mem_section` roots. The residuals themselves, measured minus
+# predicted, on a linear axis against the noise band:
 
 # %%
 from vmemlab.viz._style import C_MUTED, C_OWN, C_REUSED, FONT, new_figure
@@ -300,9 +306,18 @@ for r in hvo_rows:
             print(f"{r['kernel']} {r['scenario']} ({ph}): {bp['reports']} × "
                   f"'BUG: Bad page state' — {'; '.join(bp['reasons'])}")
 
+# %%
+runs = [r for r in hvo_rows
+        if r["scenario"].startswith("rt-") and "error" not in r["model"] and r["measured"]["pages"]]
+steps = [(r["measured"], r["model"], s) for r in runs for s in ("alloc", "dissolve")]
+worst = max(abs(me["alloc_free_delta"] - mo["alloc_free_delta"]) for me, mo, _ in steps)
+counters = ("nr_memmap_pages", "nr_memmap_boot_pages")
+same = sum(all(me[f"{s}_{k}"] == mo[f"{s}_{k}"] for k in counters) for me, mo, s in steps)
+Markdown(f"**What to notice:** optimizing matches the model to within {worst:.0f} pages, and the "
+         f"vmemmap counters match in {same} of {len(steps)} steps.")
+
 # %% [markdown]
-# **What to notice:** optimizing matches the model to within a page or two, and the vmemmap
-# counters match exactly. Dissolving an *optimized* page on Debian's 6.12 is different: the
+# Dissolving an *optimized* page on Debian's 6.12 is different: the
 # kernel re-allocates the vmemmap pages and then reports `BUG: Bad page state` and keeps the
 # whole HugeTLB page, so the free-page change is only minus the re-allocated pages. That is
 # a kernel bug, not measurement noise (see `validation/README.md`, "HVO"). The restore

@@ -128,7 +128,6 @@ for k, c2, c1 in rows:
     print(f"{k:>8}  {c2:>42}  {c1:>38}")
 
 # %% [markdown]
-# %% [markdown]
 # The rework covers ppc64 radix too (its own `vmemmap_populate_compound_pages` in
 # `arch/powerpc/mm/book3s64/radix_pgtable.c`). With 64 KiB pages only the 1 GiB alignment has
 # more than one vmemmap page of struct pages per compound page; arm64 never optimised device-dax:
@@ -206,7 +205,7 @@ for (zone, nid, order), t in vo.shared_tail_pages(m).items():
 # compound page (below a section), or one for the section holding the head (above). The shared
 # page is counted nowhere. Hot-remove clears PTEs one by one (x86 `remove_pagetable`: one
 # `put_page` each); a head page goes with its PTE. The shared page keeps its allocation reference
-# in the zone, and no function read frees it: it outlives every namespace.
+# in the zone, and no function in the source read here frees it: it outlives every namespace.
 
 # %%
 for pg in pgmaps:
@@ -256,8 +255,8 @@ for size in ("64M", "128M"):
 # The `linux-mm/linux-mm` copy stores the rework's `.c` files but only older versions of
 # `include/linux/mmzone.h`, where `VMEMMAP_OPTIMIZATION_PAGES` and friends are defined; they are
 # read in two forks that carry the series. The rework's `mm/mm_init.c` (how
-# `memmap_init_zone_device` changes), its `Documentation/mm/vmemmap_dedup.rst`, its
-# and its `vmemmap_can_optimize()` were not readable. The module docstring of
+# `memmap_init_zone_device` changes), its `Documentation/mm/vmemmap_dedup.rst` and its
+# `vmemmap_can_optimize()` were not readable. The module docstring of
 # `vmemlab.vmemmap_optimization` says what the model takes in their place:
 
 # %%
