@@ -3,6 +3,7 @@ change to the engine leaves every result identical (not a timing benchmark).
 
     python benchmarks/plan_fingerprint.py out.json        # write one hash per case
     python benchmarks/plan_fingerprint.py out.json --quick
+    python benchmarks/plan_fingerprint.py out.json --sample 7 --jobs 1   # a cross-section
     diff <(python -m json.tool a.json) <(python -m json.tool b.json)
 
 Each case hashes the Plan's fields, the frame table columns, the page tables (entries, PMD leaves,
@@ -140,9 +141,15 @@ def grid(quick: bool) -> list[tuple]:
 
 
 def main() -> None:
+    """``out.json [--quick] [--sample K] [--jobs N]``: K keeps every K-th case up to 1 TiB (a
+    cross-section for a loaded machine); N worker processes (default 2)."""
     out_path = sys.argv[1]
     cases = grid("--quick" in sys.argv)
-    with ProcessPoolExecutor(2) as ex:
+    if "--sample" in sys.argv:
+        k = int(sys.argv[sys.argv.index("--sample") + 1])
+        cases = [c for c in cases if c[2] <= T][::k]
+    jobs = int(sys.argv[sys.argv.index("--jobs") + 1]) if "--jobs" in sys.argv else 2
+    with ProcessPoolExecutor(jobs) as ex:
         res = dict(ex.map(run_case, cases, chunksize=4))
     with open(out_path, "w") as fh:
         json.dump(res, fh, indent=0, sort_keys=True)

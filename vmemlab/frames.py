@@ -139,8 +139,7 @@ class FrameTable:
             self.order[sl] = order
             self.kind[sl] = kind
             self.home[sl] = home
-            self.pfn[sl] = (ids - n) << order if order else ids - n
-            self.pfn[sl] += pfn0
+            self.pfn[sl] = np.arange(pfn0, pfn0 + (count << order), 1 << order, dtype=np.int64)
             self.boot[sl] = boot
         self.n = n + count
         return ids
