@@ -136,7 +136,8 @@ class DirectMap:
         self.arch = get_arch(arch)
         self.variant = check_variant(self.arch, variant)
         self.leaf_levels = VARIANTS[self.arch.name][self.variant][0]
-        self._tables: set[tuple[int, int]] = set()
+        #: level index -> slots of that level whose entry points at a table
+        self._tables: dict[int, set[int]] = {li: set() for li in range(1, len(self.arch.levels))}
         if ram:
             self.add(0, ram)
 
@@ -157,19 +158,37 @@ class DirectMap:
               mapped: dict[str, int]) -> None:
         lv = self.arch.levels
         shift = lv[li].shift
+        if li == 1:
+            return self._walk_pmd(lo, hi, tables, mapped)
         for slot in range(lo >> shift, -(-hi >> shift)):
             a, b = max(lo, slot << shift), min(hi, (slot + 1) << shift)
             full = a == slot << shift and b == (slot + 1) << shift
             if full and lv[li].name in self.leaf_levels:
                 mapped[lv[li].name] += b - a             # pud_set_huge / pmd_set_huge
                 continue
-            if (li, slot) not in self._tables:            # alloc_low_page / pgtable_alloc
-                self._tables.add((li, slot))
+            if slot not in self._tables[li]:              # alloc_low_page / pgtable_alloc
+                self._tables[li].add(slot)
                 tables[f"{lv[li - 1].name}_tables"] += 1
-            if li == 1:                                   # the PTE table maps base pages
-                mapped[lv[0].name] += b - a
-            else:
-                self._walk(a, b, li - 1, tables, mapped)
+            self._walk(a, b, li - 1, tables, mapped)
+
+    def _walk_pmd(self, lo: int, hi: int, tables: dict[str, int], mapped: dict[str, int]) -> None:
+        """The PMD level of :meth:`_walk`, all slots at once: a wholly covered slot is a leaf
+        where the variant allows one (``pmd_set_huge``); every other slot's entry gets a PTE
+        table unless it has one (``alloc_low_page``), which maps base pages."""
+        lv = self.arch.levels
+        shift = lv[1].shift
+        first, last = lo >> shift, -(-hi >> shift)       # slots touched
+        full_lo, full_hi = -(-lo >> shift), hi >> shift   # slots wholly covered
+        if lv[1].name in self.leaf_levels and full_lo < full_hi:
+            mapped[lv[1].name] += (full_hi - full_lo) << shift
+            mapped[lv[0].name] += (hi - lo) - ((full_hi - full_lo) << shift)
+            with_table = {s for s in (first, last - 1) if not full_lo <= s < full_hi}
+        else:
+            mapped[lv[0].name] += hi - lo
+            with_table = set(range(first, last))
+        new = with_table - self._tables[1]
+        self._tables[1] |= new
+        tables[f"{lv[0].name}_tables"] += len(new)
 
 
 def direct_map_cost(start: int, end: int, arch: str | Arch = "x86_64",

@@ -121,16 +121,27 @@ class FrameTable:
             setattr(self, name, new)
 
     def _new(self, count: int, order: int, kind: int, home: int, pfn0: int, boot: bool) -> np.ndarray:
-        self._reserve(count)
-        ids = np.arange(self.n, self.n + count, dtype=np.int64)
-        sl = slice(self.n, self.n + count)
-        self.refcount[sl] = 1
-        self.order[sl] = order
-        self.kind[sl] = kind
-        self.home[sl] = home
-        self.pfn[sl] = pfn0 + (np.arange(count, dtype=np.int64) << order)
-        self.boot[sl] = boot
-        self.n += count
+        """``count`` new frame ids, refcount 1, pfns ``pfn0`` up in steps of ``1 << order``."""
+        n = self.n
+        if n + count > len(self.refcount):
+            self._reserve(count)
+        ids = np.arange(n, n + count, dtype=np.int64)
+        if count == 1:  # a page-table page or a PMD block: scalar stores cost less
+            self.refcount[n] = 1
+            self.order[n] = order
+            self.kind[n] = kind
+            self.home[n] = home
+            self.pfn[n] = pfn0
+            self.boot[n] = boot
+        else:
+            sl = slice(n, n + count)
+            self.refcount[sl] = 1
+            self.order[sl] = order
+            self.kind[sl] = kind
+            self.home[sl] = home
+            self.pfn[sl] = np.arange(pfn0, pfn0 + (count << order), 1 << order, dtype=np.int64)
+            self.boot[sl] = boot
+        self.n = n + count
         return ids
 
     # -- allocation -----------------------------------------------------------------------

@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 def section_chunks(m: Machine, pfn: int, nr_pages: int) -> list[tuple[int, int]]:
     """``cur_nr_pages = min(end_pfn - pfn, SECTION_ALIGN_UP(pfn + 1) - pfn)`` steps."""
     pps = m.arch.PAGES_PER_SECTION
-    out, end = [], pfn + nr_pages
-    while pfn < end:
-        cur = min(end - pfn, (pfn // pps + 1) * pps - pfn)
-        out.append((pfn, cur))
-        pfn += cur
-    return out
+    end = pfn + nr_pages
+    if end <= pfn:
+        return []
+    # the chunks end at each section boundary inside the range, and at its end
+    bounds = [pfn, *range((pfn // pps + 1) * pps, end, pps), end]
+    return [(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def check_pfn_span(m: Machine, pfn: int, nr_pages: int, function: str) -> None:

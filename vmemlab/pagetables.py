@@ -41,6 +41,10 @@ class KernelPageTables:
         self.top = len(arch.levels) - 1
         self.pte_bits = arch.levels[0].bits
         self.pte_mask = arch.levels[0].ptrs - 1
+        #: ``levels[i].bits``, read on every table walk
+        self.level_bits = tuple(lv.bits for lv in arch.levels)
+        #: an empty PTE table, copied for each new one (``np.full`` costs more per call)
+        self._empty_pte = np.full(arch.levels[0].ptrs, -1, np.int64)
         self.entries: list[dict[int, int]] = [{} for _ in arch.levels]  # entries[0] unused
         self.pmd_leaf: dict[int, int] = {}
         self.pte: dict[int, np.ndarray] = {}
@@ -58,7 +62,7 @@ class KernelPageTables:
             fid = int(self.frames.alloc_ram(1, 0, PAGETABLE, boot=self.boot,
                                             function="vmemmap_alloc_block_zero")[0])
         if level == 0:
-            self.pte[fid] = np.full(self.levels[0].ptrs, -1, np.int64)
+            self.pte[fid] = self._empty_pte.copy()
         else:
             self.children[fid] = 0
         return fid
@@ -86,7 +90,7 @@ class KernelPageTables:
         parent_entries = self.entries[level + 1]
         fid = parent_entries.get(index)
         if fid is None:
-            parent = self.table_for(level + 1, index >> self.levels[level + 1].bits)
+            parent = self.table_for(level + 1, index >> self.level_bits[level + 1])
             if level == 0 and index in self.pmd_leaf:
                 raise AssertionError("PTE table requested under a PMD leaf")
             fid = self._alloc_table(level)
@@ -97,7 +101,7 @@ class KernelPageTables:
 
     def pmd_table_of(self, k: int) -> int:
         """Frame of the PMD table holding PMD entry ``k`` (allocating parents): ``pud`` walk."""
-        return self.table_for(1, k >> self.levels[1].bits)
+        return self.table_for(1, k >> self.level_bits[1])
 
     # -- PTE population --------------------------------------------------------------------
     def populate_ptes(self, vpns: np.ndarray, *, fresh: Callable[[int], np.ndarray] | None = None,
@@ -112,20 +116,22 @@ class KernelPageTables:
         if vpns.size <= 4:  # a few pages (ppc64 sections): the same steps without numpy overhead
             return self._populate_few(vpns, fresh, reuse)
         ks = vpns >> self.pte_bits
-        bounds = np.flatnonzero(np.diff(ks)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [vpns.size]))
+        if ks[0] == ks[-1]:  # ascending: all in one PTE table (a section's memmap, mostly)
+            starts, ends = [0], [vpns.size]
+        else:
+            bounds = (np.flatnonzero(np.diff(ks)) + 1).tolist()
+            starts, ends = [0, *bounds], [*bounds, vpns.size]
         per_vpn_reuse = reuse is not None and np.ndim(reuse) > 0
-        for s, e in zip(starts.tolist(), ends.tolist()):
+        for s, e in zip(starts, ends):
             k = int(ks[s])
             if k in self.pmd_leaf:
                 raise KernelError("EEXIST", "vmemmap_pte_populate",
                                   f"vmemmap page {int(vpns[s])} is already covered by a PMD leaf")
             table = self.pte[self.table_for(0, k)]
             sub = vpns[s:e] & self.pte_mask
-            cur = table[sub]
+            cur = table[sub]  # a copy (fancy indexing)
             empty = cur < 0
-            n_empty = int(empty.sum())
+            n_empty = int(np.count_nonzero(empty))
             if n_empty:
                 if reuse is None:
                     new = fresh(n_empty)
@@ -133,11 +139,14 @@ class KernelPageTables:
                     new = np.asarray(reuse)[s:e][empty]
                     self.frames.get(new)
                 else:
-                    new = np.full(n_empty, int(reuse), np.int64)
-                    self.frames.get(np.array([int(reuse)]), n_empty)
-                cur = cur.copy()
-                cur[empty] = new
-                table[sub[empty]] = new
+                    new = int(reuse)
+                    self.frames.refcount[new] += n_empty  # get_page() once per new PTE
+                if n_empty == e - s:
+                    cur[:] = new
+                    table[sub] = new
+                else:
+                    cur[empty] = new
+                    table[sub[empty]] = new
             out[s:e] = cur
         return out
 
@@ -186,9 +195,11 @@ class KernelPageTables:
         """Walk the tables for each vpn: ``(frame id, page index inside the frame)``; frame -1
         where nothing is mapped."""
         vpns = np.atleast_1d(np.asarray(vpns, np.int64))
+        ks = vpns >> self.pte_bits
+        if vpns.size and (ks == ks[0]).all():  # one PMD entry: no grouping needed
+            return self._resolve_one_pmd(int(ks[0]), vpns)
         frame = np.full(vpns.size, -1, np.int64)
         sub = np.zeros(vpns.size, np.int64)
-        ks = vpns >> self.pte_bits
         for k in np.unique(ks).tolist():
             sel = ks == k
             if k in self.pmd_leaf:
@@ -197,6 +208,26 @@ class KernelPageTables:
             elif k in self.entries[1]:
                 frame[sel] = self.pte[self.entries[1][k]][vpns[sel] & self.pte_mask]
         return frame, sub
+
+    def lookup(self, vpn: int) -> int:
+        """:meth:`resolve` of one vpn, without arrays: the frame id mapping it, -1 for none."""
+        k = vpn >> self.pte_bits
+        leaf = self.pmd_leaf.get(k)
+        if leaf is not None:
+            return int(leaf)
+        t = self.entries[1].get(k)
+        return -1 if t is None else int(self.pte[t][vpn & self.pte_mask])
+
+    def _resolve_one_pmd(self, k: int, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`resolve` for vpns that all lie under PMD entry ``k``."""
+        leaf = self.pmd_leaf.get(k)
+        if leaf is not None:
+            return np.full(vpns.size, leaf, np.int64), vpns & self.pte_mask
+        sub = np.zeros(vpns.size, np.int64)
+        t = self.entries[1].get(k)
+        if t is None:
+            return np.full(vpns.size, -1, np.int64), sub
+        return self.pte[t][vpns & self.pte_mask], sub
 
     def resolve_pfn(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(home, pfn)`` of the physical page each vpn maps (pfn -1 where unmapped)."""

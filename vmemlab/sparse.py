@@ -141,7 +141,8 @@ class Sparse:
             raise KernelError("ENOMEM", "section_activate",
                               f"populating the memmap of pfns {pfn:#x}+{nr_pages} failed "
                               f"({e})") from e
-        m.memmap_pages_add(self.section_nr_vmemmap_pages(pfn, nr_pages, altmap, pgmap))
+        if m.kernel.memmap_counter:  # 6.11+: nr_memmap_pages
+            m.memmap_pages_add(self.section_nr_vmemmap_pages(pfn, nr_pages, altmap, pgmap))
 
     def section_nr_vmemmap_pages(self, pfn: int, nr_pages: int, altmap: VmemAltmap | None = None,
                                  pgmap: DevPagemap | None = None) -> int:

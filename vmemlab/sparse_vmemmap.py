@@ -247,9 +247,9 @@ def radix__vmemmap_pte_populate(m: Machine, vpn: int, altmap: VmemAltmap | None,
     ``altmap_cross_boundary(altmap, addr, PAGE_SIZE)``, falling back to RAM when the altmap
     has none; with ``reuse`` the PTE maps it (``get_page``).  Returns the mapped frame."""
     a, pt = m.arch, m.pgtables
-    cur, _ = pt.resolve(np.array([vpn], np.int64))
-    if cur[0] >= 0:
-        return int(cur[0])
+    cur = pt.lookup(vpn)
+    if cur >= 0:
+        return cur
     if reuse is not None:
         return int(pt.populate_ptes(np.array([vpn], np.int64), reuse=reuse)[0])
     if altmap is not None and altmap_cross_boundary(m, altmap, vpn << a.page_shift, a.PAGE_SIZE):
@@ -316,13 +316,13 @@ def reuse_compound_section(m: Machine, start_pfn: int, pgmap: DevPagemap) -> boo
 def compound_section_tail_page(m: Machine, addr: int) -> int:
     """``compound_section_tail_page(addr)``: the page the PTE of ``addr - PAGE_SIZE`` maps
     (the previous section's last vmemmap page, which holds only tail struct pages)."""
-    frame, _ = m.pgtables.resolve(np.array([(addr - m.arch.PAGE_SIZE) >> m.arch.page_shift]))
-    if frame[0] < 0:
+    frame = m.pgtables.lookup((addr - m.arch.PAGE_SIZE) >> m.arch.page_shift)
+    if frame < 0:
         # the kernel takes pte_page() of the empty PTE (pfn 0) and would map it: refuse
         raise KernelError("ENOMEM", "compound_section_tail_page",
                           "the previous section's vmemmap is not populated (sections must be "
                           "populated in order; the kernel would map pfn 0's page here)")
-    return int(frame[0])
+    return frame
 
 
 def _v3_pmd_reuse(m: Machine, start_pfn: int, start: int, end: int, pgmap: DevPagemap) -> bool:
@@ -372,11 +372,11 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
         return
     ps, page = a.page_shift, a.PAGE_SIZE
     size = min(end - start, pgmap_vmemmap_nr(pgmap) * a.struct_page_size)
+    if size >= 2 * page and size % page == 0 and _fill_empty_tables(m, start, end, size >> ps):
+        return
     addrs = np.arange(start, end, size, dtype=np.int64)
     fresh = _fresh(m, None)
     if size >= 2 * page and size % page == 0:
-        if _fill_empty_tables(m, start, end, size >> ps):
-            return
         heads = addrs >> ps
         ht = np.empty(2 * heads.size, np.int64)
         ht[0::2], ht[1::2] = heads, heads + 1
@@ -402,7 +402,8 @@ def _fill_empty_tables(m: Machine, start: int, end: int, per: int) -> bool:
     if vs % ptrs or ve % ptrs or ptrs % per:
         return False
     ks = range(vs // ptrs, ve // ptrs)
-    if any(k in pt.pmd_leaf or k in pt.entries[1] for k in ks):
+    pmd_leaf, pmd_tables = pt.pmd_leaf, pt.entries[1]
+    if any(k in pmd_leaf or k in pmd_tables for k in ks):
         return False
     fresh = _fresh(m, None)
     n = ptrs // per
@@ -410,9 +411,8 @@ def _fill_empty_tables(m: Machine, start: int, end: int, per: int) -> bool:
         table = pt.pte[pt.table_for(0, k)]
         ids = fresh(2 * n)
         heads, tails = ids[0::2], ids[1::2]
-        ents = np.repeat(tails, per)
-        ents[0::per] = heads
-        table[:] = ents
+        table.reshape(n, per)[:] = tails[:, None]  # every PTE of a compound page: its tail page
+        table[0::per] = heads                      # but the first: its head page
         m.frames.refcount[tails] += per - 2
     return True
 
@@ -439,9 +439,9 @@ def vmemmap_compound_tail_page(m: Machine, addr: int, pfn_offset: int) -> int | 
     if int(tail_vpn >> pt.pte_bits) in pt.pmd_leaf:
         return None
     pt.pmd_table_of(int(tail_vpn >> pt.pte_bits))
-    cur, _ = pt.resolve(np.array([tail_vpn], np.int64))
-    if cur[0] >= 0:
-        return int(cur[0])
+    cur = pt.lookup(tail_vpn)
+    if cur >= 0:
+        return cur
     if radix__vmemmap_populate_address(m, tail_vpn - 1) is None:
         return None
     return radix__vmemmap_pte_populate(m, tail_vpn, None)
@@ -485,8 +485,7 @@ def radix_vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int
             addr = min(((addr >> a.PMD_SHIFT) + 1) << a.PMD_SHIFT, end)
             continue
         pt.pmd_table_of(k)
-        cur, _ = pt.resolve(np.array([vpn], np.int64))
-        if cur[0] >= 0:
+        if pt.lookup(vpn) >= 0:
             addr += page
             continue
         pfn_offset = (addr // sps) % nr
