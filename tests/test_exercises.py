@@ -1,5 +1,7 @@
 """Seeded exercises: deterministic, self-consistent, and checked against independent arithmetic."""
 
+import re
+
 import pytest
 
 from vmemlab import exercises
@@ -120,3 +122,16 @@ def test_memory_failure_answers_match_independent_arithmetic():
         # nd_pfn_init, --map=dev: 8 KiB info block + 64 B per 4 KiB page, rounded up to 2 MiB
         meta = 8192 + gib * 2**30 // 4096 * 64
         assert ex.answer == -(-meta // 2**21) * 2**21 // 4096
+
+
+def test_questions_use_an_before_eight_and_eleven():
+    # English: numbers read "eight...", "eleven", "eighteen" take "an" (the checker once asked
+    # about "a 8 GiB namespace")
+    from vmemlab.exercises.base import a_or_an
+
+    assert [a_or_an(n) for n in (1, 2, 8, 11, 18, 80, 100, 800, "8M", "16G")] == \
+        ["a", "a", "an", "an", "an", "an", "a", "an", "an", "a"]
+    for kind in exercises.kinds():
+        for seed in range(6):
+            q = exercises.generate(kind, seed).question
+            assert not re.search(r"\ba (8|11 |18 )", q), (kind, seed, q)

@@ -28,7 +28,8 @@ into each (``copy_page``), and 5.18+ ``reset_struct_pages`` overwrites the first
 remaps RW.  ``m.kernel.nr_reset_struct_page`` is 3 in every variant with a reset (5.19, 6.1.192,
 6.6.87, 6.12.0, 6.12.33: kernel-facts §0a 2; it became 4 only with the 2025-04 patch "mm,
 hugetlb: Increment the number of pages to be reset on HVO"); 5.19 copies struct page 3 into each
-of pages 0-2 (``m.kernel.reset_loop``), 6.1+ ``memcpy`` the block 3-5 onto 0-2.  With a block
+of pages 0-2 (``m.kernel.reset_loop``), 6.1+ ``memcpy`` the block 3-5 onto 0-2 (Muchun Song's
+"mm: hugetlb_vmemmap: simplify reset_struct_pages()", posted 2022-08-19 for 6.1).  With a block
 copy, ``page[4]`` -- in 6.1 the HugeTLB hwpoison list head, ``page[4].private`` -- lands on
 ``page[1]`` of every restored vmemmap page.
 

@@ -234,7 +234,8 @@ print("after dissolve: PageHead(page 0)", P.PageHead(head), "| PageTail(page 300
 # %% [markdown]
 # `reset_struct_pages` rewrites only the first `NR_RESET_STRUCT_PAGE` struct pages of each
 # copy, and it differs between kernels: 5.19 copies struct page 3 into each of 0–2, 6.1 and
-# 6.12.0 `memcpy` the block 3–5 onto 0–2. Everything else in the copy is the kept page verbatim,
+# 6.12.0 `memcpy` the block 3–5 onto 0–2 (6.1's "mm: hugetlb_vmemmap: simplify
+# reset_struct_pages()"). Everything else in the copy is the kept page verbatim,
 # so a field that lives in an early tail travels into every restored vmemmap page. 6.12's
 # `struct folio` spans four struct pages (the HugeTLB fields moved to page[3]) while the reset
 # stayed at 3 until the 2025 patch "mm, hugetlb: Increment the number of pages to be reset on

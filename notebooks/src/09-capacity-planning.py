@@ -61,8 +61,9 @@ for arch, align, mode, opt, curve, upper, ram, dev in rows:
 #   counterpart of x86_64's 2M.
 # * arm64 is never deduplicated here: it does not select `ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`, the
 #   symbol `vmemmap_can_optimize()` requires since 6.6. The function itself came in 6.4
-#   (87a7ae75d738), gated then by the HugeTLB symbol (`ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP`,
-#   later `ARCH_WANT_OPTIMIZE_VMEMMAP`), which arm64 no longer selected (060a2c92d1b6). On
+#   (87a7ae75d738), gated then by `ARCH_WANT_OPTIMIZE_VMEMMAP`: the HugeTLB symbol
+#   `ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP`, renamed in the same release (0b376f1e0ff5),
+#   which arm64 no longer selected (060a2c92d1b6). On
 #   5.19–6.3, with no arch gate at all, arm64 was deduplicated (try `kernel="5.19"`).
 # * `--map=dev` costs RAM only for page tables; the struct pages go to the device.
 #

@@ -8,6 +8,7 @@ import math
 import numbers
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,15 @@ def _whole_number(answer: object) -> int | None:
         text = answer.strip().replace("_", "").replace(",", "")
         return int(text) if text.lstrip("+-").isdigit() else None
     return None
+
+
+def a_or_an(number: object) -> str:
+    """The English article before a number read aloud: "an" for 8, 11, 18, 80-89, 800..., 11000
+    ("an eight", "an eleven thousand"), else "a"."""
+    digits = re.match(r"\d*", str(number)).group()
+    if digits.startswith("8"):
+        return "an"
+    return "an" if len(digits) % 3 == 2 and digits[:2] in ("11", "18") else "a"
 
 
 def show_solutions(on: bool = True) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from ..arch import get_arch
-from .base import Exercise, exercise
+from .base import Exercise, a_or_an, exercise
 
 
 @exercise("pfn-to-page")
@@ -34,7 +34,7 @@ def _sections(r: random.Random, seed: int) -> Exercise:
     n = (gib << 30) >> a.section_size_bits
     return Exercise(
         "sections", seed,
-        f"How many memory sections does a {gib} GiB device range span on {a.name} "
+        f"How many memory sections does {a_or_an(gib)} {gib} GiB device range span on {a.name} "
         f"(SECTION_SIZE_BITS = {a.section_size_bits}), if it starts on a section boundary?",
         n, f"{gib} GiB / 2^{a.section_size_bits} B = {n} sections.",
         hint="a section is 1 << SECTION_SIZE_BITS bytes", params={"arch": a.name, "gib": gib})

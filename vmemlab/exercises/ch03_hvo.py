@@ -10,7 +10,7 @@ import numpy as np
 from ..hugetlb_vmemmap import alloc_hugetlb_folio, contrast_with_device_dax, hugetlb_vmemmap_optimize
 from ..machine import Machine
 from ..page import test_flag_bits
-from .base import Exercise, _choice, exercise
+from .base import Exercise, _choice, a_or_an, exercise
 
 
 @exercise("hvo-net-saved")
@@ -55,7 +55,7 @@ def _hvo_pg_head(r: random.Random, seed: int) -> Exercise:
            "(a fake head)")
     return Exercise(
         "hvo-pg-head", seed,
-        f"x86_64, kernel {kernel}: after HVO of a {size} HugeTLB page, how many of its struct "
+        f"x86_64, kernel {kernel}: after HVO of {a_or_an(size)} {size} HugeTLB page, how many of its struct "
         f"pages have the PG_head bit set when you read their own flags word (the raw "
         f"test_bit, not PageHead())?",
         raw,

@@ -7,7 +7,7 @@ import random
 
 from ..plan import plan
 from ..units import format_size
-from .base import Exercise, _choice, exercise
+from .base import Exercise, _choice, a_or_an, exercise
 
 
 @exercise("pud-pagetables")
@@ -17,8 +17,8 @@ def _pud_pagetables(r: random.Random, seed: int) -> Exercise:
     p = plan(f"{gib}G", align="1G", kernel=kern)
     return Exercise(
         "pud-pagetables", seed,
-        f"x86_64, align 1G, kernel {kern}: how many PTE-table pages does the vmemmap of a "
-        f"{gib} GiB namespace use?",
+        f"x86_64, align 1G, kernel {kern}: how many PTE-table pages does the vmemmap of "
+        f"{a_or_an(gib)} {gib} GiB namespace use?",
         p.pagetables["pte"],
         "each 1 GiB compound page spans 8 sections of 2 MiB memmap; "
         + ("as merged every section has its own PTE table: 8 per GiB"

@@ -7,7 +7,7 @@ import random
 
 from ..mm_init import calibrate_init_cost
 from ..plan import plan
-from .base import Exercise, exercise
+from .base import Exercise, a_or_an, exercise
 
 
 @exercise("struct-pages-initialised")
@@ -17,7 +17,7 @@ def _init(r: random.Random, seed: int) -> Exercise:
     p = plan(f"{gib}G", align=align)
     return Exercise(
         "struct-pages-initialised", seed,
-        f"memmap_init_zone_device for a {gib} GiB namespace at align {align} (x86_64, 6.6, "
+        f"memmap_init_zone_device for {a_or_an(gib)} {gib} GiB namespace at align {align} (x86_64, 6.6, "
         f"--map=mem): how many struct pages does it write?",
         p.struct_pages_initialised,
         f"compound_nr_pages = VMEMMAP_RESERVE_NR * (PAGE_SIZE / 64) = 128 per compound page; "
@@ -38,7 +38,7 @@ def _init_time(r: random.Random, seed: int) -> Exercise:
         "init-time", seed,
         f"With the cost model calibrated on the cover letter's 4K figure "
         f"({model.ns_per_struct_page:.2f} ns per struct page written), how many milliseconds "
-        f"(rounded) does memmap_init_zone_device take for a {gib} GiB namespace at align "
+        f"(rounded) does memmap_init_zone_device take for {a_or_an(gib)} {gib} GiB namespace at align "
         f"{align} (x86_64, 6.6, --map=mem)?",
         ms,
         f"{n} struct pages written x {model.ns_per_struct_page:.2f} ns = {ms} ms.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from .. import gup
-from .base import Exercise, _choice, exercise
+from .base import Exercise, _choice, a_or_an, exercise
 
 
 @exercise("gup-atomics")
@@ -21,7 +21,8 @@ def _gup_atomics(r: random.Random, seed: int) -> Exercise:
     grabs = c.grabs
     return Exercise(
         "gup-atomics", seed,
-        f"{flags}_user_pages_fast() over a {gib} GiB device-dax mapping with 2 MiB pages, kernel "
+        f"{flags}_user_pages_fast() over {a_or_an(gib)} {gib} GiB device-dax mapping with 2 MiB "
+        f"pages, kernel "
         f"{kernel}, memmap in RAM: how many atomic operations on reference and pin counts?",
         c.ref_atomics,
         f"{how}: {grabs} grabs x {per} atomic(s) ({'refcount' if per == 1 else 'refcount + pin count'})"

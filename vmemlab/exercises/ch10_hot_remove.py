@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 from ..plan import plan, teardown
-from .base import Exercise, exercise
+from .base import Exercise, a_or_an, exercise
 
 
 @exercise("teardown-refcount")
@@ -46,7 +46,8 @@ def _pages_returned(r: random.Random, seed: int) -> Exercise:
     back = before - m.ram.used
     return Exercise(
         "pages-returned", seed,
-        f"Hot-removing a {gib} GiB namespace (align {align}, --map=mem, x86_64, 6.6) that was the "
+        f"Hot-removing {a_or_an(gib)} {gib} GiB namespace (align {align}, --map=mem, x86_64, 6.6) "
+        f"that was the "
         f"only one in its region: how many RAM pages come back, data and page tables together?",
         back,
         f"every vmemmap data page ({p.ram_data_pages}) and every page-table page "

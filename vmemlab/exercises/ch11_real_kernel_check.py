@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from ..plan import plan
-from .base import Exercise, exercise
+from .base import Exercise, a_or_an, exercise
 
 
 @exercise("memmap-counter")
@@ -17,7 +17,7 @@ def _memmap_counter(r: random.Random, seed: int) -> Exercise:
     p = plan(f"{gib}G", align=align, kernel=kernel)
     return Exercise(
         "memmap-counter", seed,
-        f"Creating a {gib} GiB devdax namespace (align {align}, --map=mem) on kernel {kernel}: "
+        f"Creating {a_or_an(gib)} {gib} GiB devdax namespace (align {align}, --map=mem) on kernel {kernel}: "
         f"by how many pages does /proc/vmstat nr_memmap_pages grow?",
         p.nr_memmap_pages,
         ("6.12 (6.11-6.12.10x) counts the full memmap, 64 B per 4 KiB page"
