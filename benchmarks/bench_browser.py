@@ -124,7 +124,7 @@ def free_port() -> int:
 
 def chapters_with_explorers() -> list[str]:
     return sorted(p.stem for p in (NOTEBOOKS / "src").glob("[0-9][0-9]-*.py")
-                  if "Explorer(" in p.read_text())
+                  if "vmemlab.widgets" in p.read_text())
 
 
 def scratch_notebook(path: Path, classes: list[str]) -> None:
@@ -176,7 +176,8 @@ def start_lab(work: Path) -> tuple[subprocess.Popen, str, Path]:
      ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg",
-               JUPYTER_RUNTIME_DIR=str(work / ".runtime"))
+               JUPYTER_RUNTIME_DIR=str(work / ".runtime"),
+               VMEMLAB_WIDGET_LOG=str(work / "updates.jsonl"))
     log = work / "lab.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
@@ -268,6 +269,31 @@ def sweep(page, box: int, think: float, timeout_s: float, log) -> list[dict]:
             if think:
                 time.sleep(think)
     return out
+
+
+def kernel_split(path: Path) -> None:
+    """The kernel's share of the moves, from the explorers' update log
+    (``VMEMLAB_WIDGET_LOG``): per explorer, how many updates the cache served and the median
+    / p95 of the time ``Explorer.update`` took (cache lookup or model + figure + SVG), and of
+    model and SVG encoding on the misses.  The rest of a move's time is the front-end:
+    the comm messages both ways, the DOM update, decoding the figures, two frames."""
+    if not path.exists():
+        return
+    by: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        by.setdefault(r["explorer"], []).append(r)
+    print()
+    print(f"{'kernel side (Explorer.update)':<46}{'updates':>8}{'cached':>7}{'median':>9}"
+          f"{'p95':>8}{'miss: model':>13}{'encode':>8}")
+    for title, rs in by.items():
+        sec = [1e3 * r["seconds"] for r in rs]
+        miss = [r for r in rs if not r["cached"]]
+        mm = statistics.median([1e3 * r["model"] for r in miss]) if miss else 0.0
+        me = statistics.median([1e3 * r["encode"] for r in miss]) if miss else 0.0
+        print(f"{title[:45]:<46}{len(rs):>8}{len(rs) - len(miss):>7}"
+              f"{statistics.median(sec):>7.0f}ms{pct(sec, 0.95):>6.0f}ms{mm:>11.0f}ms"
+              f"{me:>6.0f}ms")
 
 
 def main() -> None:
@@ -364,6 +390,7 @@ def main() -> None:
     if every:
         print(f"{'all moves':<86}{len(every):>6}{statistics.median(every):>7.0f}ms"
               f"{pct(every, 0.95):>6.0f}ms{max(every):>6.0f}ms")
+    kernel_split(work / "updates.jsonl")
     print(f"settle {args.settle:g} s, think time between moves {args.think:g} s; wall time "
           f"{time.monotonic() - t_start:.0f} s")
     print(loadline)
