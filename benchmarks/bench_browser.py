@@ -103,10 +103,13 @@ window.__vm = {
       if (performance.now() > end) return {error: 'timeout', t0: this.t0};
       await new Promise(r => setTimeout(r, 2));
     }
+    const tStatus = performance.now();
     const imgs = [...box.querySelectorAll('img')].filter(im => im.src);
     await Promise.all(imgs.map(im => im.decode().catch(() => null)));
+    const tDecoded = performance.now();
     await frame(); await frame();
-    return {ms: performance.now() - this.t0,
+    return {ms: performance.now() - this.t0, status_ms: tStatus - this.t0,
+            decoded_ms: tDecoded - this.t0, t0_epoch: performance.timeOrigin + this.t0,
             state: box.querySelector('.vmemlab-status').getAttribute('data-state'),
             figures: imgs.length,
             message: !!box.querySelector('.vmemlab-status b') &&
@@ -271,6 +274,52 @@ def sweep(page, box: int, think: float, timeout_s: float, log) -> list[dict]:
     return out
 
 
+def attach_kernel(path: Path, moves: list[dict]) -> None:
+    """Give each move the kernel's update for it (the log's entries of that explorer, in
+    order, whose state is the move's data-state): when the kernel finished (epoch ms, the
+    browser's clock is the same machine's) and whether the cache served it."""
+    if not path.exists():
+        return
+    logs: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        logs.setdefault(r["explorer"], []).append(r)
+    for m in moves:
+        q = logs.get(m.get("explorer", ""), [])
+        key = m.get("state")
+        while q:
+            r = q.pop(0)
+            if key == ",".join(f"{k}={v}" for k, v in r["state"].items()):
+                m["kernel_ms"] = 1e3 * r["seconds"]
+                m["cached"] = r["cached"]
+                if "t0_epoch" in m:
+                    m["to_kernel_end_ms"] = 1e3 * r["end"] - m["t0_epoch"]
+                break
+
+
+def front_split(moves: list[dict]) -> None:
+    """Medians over the moves, from the input event: kernel done with the update, numbers in
+    the DOM, figures decoded, two frames later (the move's time)."""
+    ok = [m for m in moves if "ms" in m]
+    if not ok:
+        return
+    print()
+    print(f"{'split (median ms from the input event)':<46}{'moves':>6}{'kernel done':>12}"
+          f"{'status in DOM':>14}{'decoded':>9}{'frames':>8}{'  hits: median':>15}"
+          f"{'misses: median':>15}")
+    for title in dict.fromkeys(m["explorer"] for m in ok):
+        ms = [m for m in ok if m["explorer"] == title]
+        kd = [m["to_kernel_end_ms"] for m in ms if "to_kernel_end_ms" in m]
+        hit = [m["ms"] for m in ms if m.get("cached")]
+        miss = [m["ms"] for m in ms if m.get("cached") is False]
+
+        def med(xs: list[float]) -> str:
+            return f"{statistics.median(xs):.0f}" if xs else "-"
+        print(f"{title[:45]:<46}{len(ms):>6}{med(kd):>12}{med([m['status_ms'] for m in ms]):>14}"
+              f"{med([m['decoded_ms'] for m in ms]):>9}{med([m['ms'] for m in ms]):>8}"
+              f"{med(hit) + f' ({len(hit)})':>15}{med(miss) + f' ({len(miss)})':>15}")
+
+
 def kernel_split(path: Path) -> None:
     """The kernel's share of the moves, from the explorers' update log
     (``VMEMLAB_WIDGET_LOG``): per explorer, how many updates the cache served and the median
@@ -391,6 +440,8 @@ def main() -> None:
         print(f"{'all moves':<86}{len(every):>6}{statistics.median(every):>7.0f}ms"
               f"{pct(every, 0.95):>6.0f}ms{max(every):>6.0f}ms")
     kernel_split(work / "updates.jsonl")
+    attach_kernel(work / "updates.jsonl", allres)
+    front_split(allres)
     print(f"settle {args.settle:g} s, think time between moves {args.think:g} s; wall time "
           f"{time.monotonic() - t_start:.0f} s")
     print(loadline)

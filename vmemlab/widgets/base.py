@@ -421,7 +421,7 @@ class Explorer:
             AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
             log_update(explorer=self.TITLE, state=state, cached=self.last_cached,
                        seconds=time.perf_counter() - t0, model=r.view.seconds,
-                       encode=r.encode_seconds)
+                       encode=r.encode_seconds, end=time.time())
         return r.view
 
     def reachable(self, state: dict[str, Any], first: list[str] | None = None
@@ -444,10 +444,13 @@ class Explorer:
                             if o != state["order"]])
         out: list[dict[str, Any]] = []
         seen = {state_key(state)}
-        take = [2] * (len(first or []) > 0) + [1] * len(per)
+        # per round: two of the control just moved, every value of a control with three or
+        # fewer (buttons, checkboxes: each is one click away), one of each other
+        take = [2 if k == 0 and first else (len(lst) if len(lst) <= 3 else 1)
+                for k, lst in enumerate(per)]
         while any(per) and len(out) < AHEAD_STATES:
             for k, lst in enumerate(per):
-                for _ in range(take[k] if k < len(take) else 1):
+                for _ in range(take[k]):
                     if lst:
                         st = lst.pop(0)
                         if state_key(st) not in seen:

@@ -85,6 +85,7 @@ class Ahead:
         self.cells = 0  # notebook cells running now
         self.last_cell = 0.0  # monotonic time the last cell finished
         self.busy = False  # a job is rendering now
+        self.generation = 0  # bumped by each submit that replaces the queue
         self._hooked = False
 
     def hook(self, shell: Any) -> None:
@@ -117,6 +118,7 @@ class Ahead:
         with self.cv:
             if replace:
                 self.jobs.clear()
+                self.generation += 1
             self.jobs.extend((ex, s) for s in states)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="vmemlab-ahead",
@@ -135,11 +137,17 @@ class Ahead:
                     self.cv.wait(0.05)
                 ex, st = self.jobs.popleft()
                 self.busy = True
+                gen = self.generation
             try:
                 for _step in ex._render_steps(st):
                     with self.cv:  # stand aside while a foreground update runs
                         while self.waiting:
                             self.cv.wait(0.05)
+                        # a newer interaction replaced the queue: finish this state only if
+                        # it is still wanted, else start on what is nearest now
+                        if self.generation != gen and not any(
+                                e is ex and s == st for e, s in self.jobs):
+                            break
             except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
                 pass
             finally:
