@@ -11,8 +11,9 @@ engine raises becomes a message in the widget, never a traceback; a value no con
 Speed (issue 14, ``benchmarks/bench_widgets.py`` / ``bench_browser.py``): a rendered state
 (numbers + encoded figures, still drawn from the model) is kept per explorer in a small LRU
 cache, and once the user moves a control, a background thread renders the states one more
-control move can reach (nearest values of the control just moved first).  The model and
-matplotlib are not thread-safe, so every compute + encode holds :data:`RENDER_LOCK`.
+control move can reach (nearest values of the control just moved first), in small steps
+(:mod:`vmemlab.widgets.render`).  The model and matplotlib are not thread-safe, so every
+compute and every encode holds :data:`RENDER_LOCK`.
 """
 
 from __future__ import annotations
