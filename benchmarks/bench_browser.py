@@ -103,10 +103,13 @@ window.__vm = {
       if (performance.now() > end) return {error: 'timeout', t0: this.t0};
       await new Promise(r => setTimeout(r, 2));
     }
+    const tStatus = performance.now();
     const imgs = [...box.querySelectorAll('img')].filter(im => im.src);
     await Promise.all(imgs.map(im => im.decode().catch(() => null)));
+    const tDecoded = performance.now();
     await frame(); await frame();
-    return {ms: performance.now() - this.t0,
+    return {ms: performance.now() - this.t0, status_ms: tStatus - this.t0,
+            decoded_ms: tDecoded - this.t0, t0_epoch: performance.timeOrigin + this.t0,
             state: box.querySelector('.vmemlab-status').getAttribute('data-state'),
             figures: imgs.length,
             message: !!box.querySelector('.vmemlab-status b') &&
@@ -124,7 +127,7 @@ def free_port() -> int:
 
 def chapters_with_explorers() -> list[str]:
     return sorted(p.stem for p in (NOTEBOOKS / "src").glob("[0-9][0-9]-*.py")
-                  if "Explorer(" in p.read_text())
+                  if "vmemlab.widgets" in p.read_text())
 
 
 def scratch_notebook(path: Path, classes: list[str]) -> None:
@@ -176,7 +179,8 @@ def start_lab(work: Path) -> tuple[subprocess.Popen, str, Path]:
      ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg",
-               JUPYTER_RUNTIME_DIR=str(work / ".runtime"))
+               JUPYTER_RUNTIME_DIR=str(work / ".runtime"),
+               VMEMLAB_WIDGET_LOG=str(work / "updates.jsonl"))
     log = work / "lab.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
@@ -268,6 +272,77 @@ def sweep(page, box: int, think: float, timeout_s: float, log) -> list[dict]:
             if think:
                 time.sleep(think)
     return out
+
+
+def attach_kernel(path: Path, moves: list[dict]) -> None:
+    """Give each move the kernel's update for it (the log's entries of that explorer, in
+    order, whose state is the move's data-state): when the kernel finished (epoch ms, the
+    browser's clock is the same machine's) and whether the cache served it."""
+    if not path.exists():
+        return
+    logs: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        logs.setdefault(r["explorer"], []).append(r)
+    for m in moves:
+        q = logs.get(m.get("explorer", ""), [])
+        key = m.get("state")
+        while q:
+            r = q.pop(0)
+            if key == ",".join(f"{k}={v}" for k, v in r["state"].items()):
+                m["kernel_ms"] = 1e3 * r["seconds"]
+                m["cached"] = r["cached"]
+                if "t0_epoch" in m:
+                    m["to_kernel_end_ms"] = 1e3 * r["end"] - m["t0_epoch"]
+                break
+
+
+def front_split(moves: list[dict]) -> None:
+    """Medians over the moves, from the input event: kernel done with the update, numbers in
+    the DOM, figures decoded, two frames later (the move's time)."""
+    ok = [m for m in moves if "ms" in m]
+    if not ok:
+        return
+    print()
+    print(f"{'split (median ms from the input event)':<46}{'moves':>6}{'kernel done':>12}"
+          f"{'status in DOM':>14}{'decoded':>9}{'frames':>8}{'  hits: median':>15}"
+          f"{'misses: median':>15}")
+    for title in dict.fromkeys(m["explorer"] for m in ok):
+        ms = [m for m in ok if m["explorer"] == title]
+        kd = [m["to_kernel_end_ms"] for m in ms if "to_kernel_end_ms" in m]
+        hit = [m["ms"] for m in ms if m.get("cached")]
+        miss = [m["ms"] for m in ms if m.get("cached") is False]
+
+        def med(xs: list[float]) -> str:
+            return f"{statistics.median(xs):.0f}" if xs else "-"
+        print(f"{title[:45]:<46}{len(ms):>6}{med(kd):>12}{med([m['status_ms'] for m in ms]):>14}"
+              f"{med([m['decoded_ms'] for m in ms]):>9}{med([m['ms'] for m in ms]):>8}"
+              f"{med(hit) + f' ({len(hit)})':>15}{med(miss) + f' ({len(miss)})':>15}")
+
+
+def kernel_split(path: Path) -> None:
+    """The kernel's share of the moves, from the explorers' update log
+    (``VMEMLAB_WIDGET_LOG``): per explorer, how many updates the cache served and the median
+    / p95 of the time ``Explorer.update`` took (cache lookup or model + figure + SVG), and of
+    model and SVG encoding on the misses.  The rest of a move's time is the front-end:
+    the comm messages both ways, the DOM update, decoding the figures, two frames."""
+    if not path.exists():
+        return
+    by: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        by.setdefault(r["explorer"], []).append(r)
+    print()
+    print(f"{'kernel side (Explorer.update)':<46}{'updates':>8}{'cached':>7}{'median':>9}"
+          f"{'p95':>8}{'miss: model':>13}{'encode':>8}")
+    for title, rs in by.items():
+        sec = [1e3 * r["seconds"] for r in rs]
+        miss = [r for r in rs if not r["cached"]]
+        mm = statistics.median([1e3 * r["model"] for r in miss]) if miss else 0.0
+        me = statistics.median([1e3 * r["encode"] for r in miss]) if miss else 0.0
+        print(f"{title[:45]:<46}{len(rs):>8}{len(rs) - len(miss):>7}"
+              f"{statistics.median(sec):>7.0f}ms{pct(sec, 0.95):>6.0f}ms{mm:>11.0f}ms"
+              f"{me:>6.0f}ms")
 
 
 def main() -> None:
@@ -364,6 +439,9 @@ def main() -> None:
     if every:
         print(f"{'all moves':<86}{len(every):>6}{statistics.median(every):>7.0f}ms"
               f"{pct(every, 0.95):>6.0f}ms{max(every):>6.0f}ms")
+    kernel_split(work / "updates.jsonl")
+    attach_kernel(work / "updates.jsonl", allres)
+    front_split(allres)
     print(f"settle {args.settle:g} s, think time between moves {args.think:g} s; wall time "
           f"{time.monotonic() - t_start:.0f} s")
     print(loadline)

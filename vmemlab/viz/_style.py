@@ -11,6 +11,7 @@ import threading
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 #: held while a figure is rendered (and by :mod:`vmemlab.widgets` around compute + render): the
 #: rcParams overrides below are process-global, and the model's lazily filled caches and
@@ -120,10 +121,49 @@ class _SharedTextMetrics:
             return hit
 
         mtext._get_text_metrics_with_cache = metrics
+        self._orig_layout = getattr(mtext.Text, "_get_layout", None)
+        if self._orig_layout is not None:
+            mtext.Text._get_layout = _cached_layout(self._orig_layout, hint)
 
     def __exit__(self, *exc: object) -> None:
         if self._orig is not None:
             self._mod._get_text_metrics_with_cache = self._orig
+        if getattr(self, "_orig_layout", None) is not None:
+            self._mod.Text._get_layout = self._orig_layout
+
+
+#: text layouts computed by earlier renders (see :func:`_cached_layout`)
+_TEXT_LAYOUTS: dict[tuple, tuple] = {}
+
+
+def _cached_layout(orig: object, hint: tuple) -> object:
+    """``Text._get_layout`` (3.x, private) remembered across renderers: a text's layout -- its
+    lines' extents, their offsets and the aligned bounding box, all relative to the text's
+    anchor -- depends only on what the key holds (the text as wrapped, font, dpi, rotation,
+    alignments, line spacing, math parsing, hinting, renderer class), not on where the text
+    is; the same tick labels, titles and box labels are laid out again on every redraw (a
+    quarter of drawing a diagram).  Returns fresh objects each time (the Bbox is mutable)."""
+
+    def layout(self: object, renderer: object) -> tuple:
+        try:
+            key = (type(renderer).__name__, self._get_wrapped_text(),
+                   hash(self._fontproperties), self.get_usetex(),
+                   self.get_figure(root=True).dpi, self.get_rotation(),
+                   self.get_rotation_mode(), self._horizontalalignment,
+                   self._verticalalignment, self._get_multialignment(), self._linespacing,
+                   self.get_parse_math(), hint)
+        except Exception:  # noqa: BLE001 - an unexpected Text: lay it out as matplotlib does
+            return orig(self, renderer)
+        hit = _TEXT_LAYOUTS.get(key)
+        if hit is None:
+            bbox, lines, corner = orig(self, renderer)
+            if len(_TEXT_LAYOUTS) > 50_000:
+                _TEXT_LAYOUTS.clear()
+            hit = _TEXT_LAYOUTS[key] = (bbox.get_points().copy(), tuple(lines), corner)
+        points, lines, corner = hit
+        return Bbox(points.copy()), list(lines), corner
+
+    return layout
 
 
 def to_png(fig: Figure, dpi: int = 80) -> bytes:

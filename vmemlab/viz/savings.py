@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from ..arch import ARCHES, get_arch
+from ..arch import ARCHES, Arch, get_arch
 from ..errors import VmemlabError
 from ..kernels import KERNELS
 from ..plan import plan
@@ -31,14 +31,18 @@ from ._style import C_REUSED, FONT, HOLLOW, KERNEL_STYLE, fmt_bytes, new_figure
 ONE_GIB_ORDER_CAP = 30  # explore up to PUD_SIZE when PUD_SIZE <= 1 GiB
 
 
-def explorable_orders(arch: str) -> list[int]:
-    """Compound orders worth exploring on ``arch``: 0 up to the largest device-dax alignment,
-    or ``PUD_SIZE`` when the arch has a PUD level of at most 1 GiB."""
-    a = get_arch(arch)
+def explorable_orders(arch: str | Arch) -> list[int]:
+    """Compound orders worth exploring on ``arch`` (a name or an Arch): 0 up to the largest
+    device-dax alignment, or ``PUD_SIZE`` when the arch has a PUD level of at most 1 GiB."""
+    return list(range(0, _top_order(get_arch(arch)) + 1))
+
+
+@cache
+def _top_order(a: Arch) -> int:
     top = max(a.dax_align_orders())
     if a.PUD_SHIFT is not None and a.PUD_SHIFT <= ONE_GIB_ORDER_CAP:
         top = max(top, a.PUD_SHIFT - a.page_shift)
-    return list(range(0, top + 1))
+    return top
 
 
 def chunk_size(arch: str, order: int) -> int:
@@ -137,7 +141,7 @@ def savings_curves(arches: Sequence[str] | None = None, kernels: Sequence[str] |
         ax.set_axis_off()
     for ax, arch in zip(axes, arches):
         a = get_arch(arch)
-        orders = explorable_orders(arch)
+        orders = explorable_orders(a)
         for kname in kernels:
             y = [_bytes_or_gap(arch, kname, o, map) for o in orders]
             color, ls, mk = KERNEL_STYLE.get(kname, ("black", "-", "o"))

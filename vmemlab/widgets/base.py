@@ -11,17 +11,18 @@ engine raises becomes a message in the widget, never a traceback; a value no con
 Speed (issue 14, ``benchmarks/bench_widgets.py`` / ``bench_browser.py``): a rendered state
 (numbers + encoded figures, still drawn from the model) is kept per explorer in a small LRU
 cache, and once the user moves a control, a background thread renders the states one more
-control move can reach (nearest values of the control just moved first).  The model and
-matplotlib are not thread-safe, so every compute + encode holds :data:`RENDER_LOCK`.
+control move can reach (nearest values of the control just moved first), in small steps
+(:mod:`vmemlab.widgets.render`).  The model and matplotlib are not thread-safe, so every
+compute and every encode holds :data:`RENDER_LOCK`.
 """
 
 from __future__ import annotations
 
 import html
 import numbers
-import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..arch import ARCHES, get_arch
+from ..arch import ARCHES, Arch, get_arch
 from ..errors import ParameterError, VmemlabError
 from ..hugetlb_vmemmap import alloc_hugetlb_folio, hugetlb_vmemmap_optimize
 from ..kernels import KERNELS
@@ -38,6 +39,19 @@ from ..plan import Plan, plan
 from ..units import format_size
 from ..viz._style import RENDER_LOCK, to_svg
 from ..viz.savings import explorable_orders
+from .render import (
+    AHEAD,
+    AHEAD_STATES,
+    CACHE_STATES,
+    DISPLAY_DPI,
+    Rendered,
+    kernel_shell,
+    log_update,
+    state_key,
+    steps,
+)
+
+__all__ = ["AHEAD", "Explorer", "View"]
 
 SIZES = ("2M", "4M", "16M", "128M", "1G", "2G", "4G", "16G")
 MAPS = ("mem", "dev")
@@ -83,13 +97,13 @@ class View:
         print(self.text)
 
 
-def order_label(arch: str, order: int) -> str:
-    """``'order 9 (2M pages)'``."""
+def order_label(arch: str | Arch, order: int) -> str:
+    """``'order 9 (2M pages)'`` (``arch``: a name or, resolved once by the caller, an Arch)."""
     return f"order {order} ({format_size(1 << (order + get_arch(arch).page_shift))} pages)"
 
 
-def align_presets(arch: str) -> list[tuple[str, int]]:
-    """Device-dax alignments of ``arch`` as ``(label, order)``."""
+def align_presets(arch: str | Arch) -> list[tuple[str, int]]:
+    """Device-dax alignments of ``arch`` (a name or an Arch) as ``(label, order)``."""
     a = get_arch(arch)
     return [(format_size(al), o) for al, o in zip(a.dax_aligns, a.dax_align_orders())]
 
@@ -116,153 +130,15 @@ def cached_hvo(arch: str, kernel: str, order: int) -> tuple[Any, Any]:
     return m, folio
 
 
-def check_order(arch: str, order: int) -> None:
-    """Refuse an order the explorer does not offer on ``arch`` (a :class:`ParameterError`)."""
-    orders = explorable_orders(arch)
+def check_order(arch: str | Arch, order: int) -> None:
+    """Refuse an order the explorer does not offer on ``arch`` (a name or an Arch; a
+    :class:`ParameterError`)."""
+    a = get_arch(arch)
+    orders = explorable_orders(a)
     if order not in orders:
         raise ParameterError("order", order, f"an order from {orders[0]} to {orders[-1]} on "
-                             f"{arch} (up to {format_size(1 << (orders[-1] + get_arch(arch).page_shift))})")
+                             f"{a.name} (up to {format_size(1 << (orders[-1] + a.page_shift))})")
 
-
-#: CSS pixels per inch the live figures are shown at (SVG's natural size: 1 pt = 4/3 px)
-DISPLAY_DPI = 96
-#: rendered states kept per explorer (numbers + encoded figures)
-CACHE_STATES = 48
-#: states one control move away that the background thread renders ahead, at most
-AHEAD_STATES = 40
-
-
-@dataclass
-class Rendered:
-    """One state ready for the widget: its view, the figures encoded, the status HTML."""
-
-    view: View
-    images: tuple[bytes, ...]
-    widths: tuple[str, ...]
-    status: str
-    encode_seconds: float
-
-
-def state_key(state: dict[str, Any]) -> tuple:
-    """Hashable, order-independent key of a (validated) state."""
-    return tuple(sorted(state.items()))
-
-
-#: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
-IDLE_SECONDS = 1.0
-
-
-def _kernel_shell() -> Any:
-    """The IPython shell when running inside a Jupyter kernel (else ``None``: no front-end can
-    move a control, so there is nothing to render ahead for)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
-        return None
-    ip = get_ipython()
-    return ip if ip is not None and getattr(ip, "kernel", None) is not None else None
-
-
-class _Ahead:
-    """One daemon thread rendering, while nobody waits, the states the user can reach next.
-
-    :meth:`submit` replaces the queue (only the latest interaction matters); each job renders
-    one state under :data:`RENDER_LOCK` unless it is cached already.  A job starts only when
-    no foreground update is in progress and no notebook cell has run for
-    :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top to bottom,
-    nbval -- never compete with it); a foreground update that finds its state uncached waits
-    for at most the one job in progress."""
-
-    def __init__(self) -> None:
-        self.jobs: deque[tuple[Explorer, dict[str, Any]]] = deque()
-        self.cv = threading.Condition()
-        self.thread: threading.Thread | None = None
-        self.waiting = 0  # foreground updates in progress: the worker does not start a job
-        self.cells = 0  # notebook cells running now
-        self.last_cell = 0.0  # monotonic time the last cell finished
-        self.busy = False  # a job is rendering now
-        self._hooked = False
-
-    def hook(self, shell: Any) -> None:
-        """Follow ``shell``'s cell executions (IPython ``pre/post_run_cell`` events)."""
-        if self._hooked:
-            return
-        self._hooked = True
-
-        def pre(*_a: Any) -> None:
-            with self.cv:
-                self.cells += 1
-
-        def post(*_a: Any) -> None:
-            with self.cv:
-                self.cells = max(0, self.cells - 1)
-                self.last_cell = time.monotonic()
-                self.cv.notify()
-
-        shell.events.register("pre_run_cell", pre)
-        shell.events.register("post_run_cell", post)
-        # the cell that displays the explorer is running right now
-        self.cells += 1
-
-    def _idle(self) -> bool:
-        return (not self.waiting and not self.cells
-                and time.monotonic() - self.last_cell >= IDLE_SECONDS)
-
-    def submit(self, ex: Explorer, states: list[dict[str, Any]], replace: bool = True) -> None:
-        with self.cv:
-            if replace:
-                self.jobs.clear()
-            self.jobs.extend((ex, s) for s in states)
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._run, name="vmemlab-ahead",
-                                               daemon=True)
-                self.thread.start()
-            self.cv.notify()
-
-    def cancel(self) -> None:
-        with self.cv:
-            self.jobs.clear()
-
-    def _run(self) -> None:
-        while True:
-            with self.cv:
-                while not self.jobs or not self._idle():
-                    self.cv.wait(0.05)
-                ex, st = self.jobs.popleft()
-                self.busy = True
-            try:
-                ex._rendered(st)
-            except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
-                pass
-            finally:
-                with self.cv:
-                    self.busy = False
-                    self.cv.notify_all()
-
-    def drain(self) -> None:
-        """Wait until every submitted state has been rendered (tests; the worker must be idle,
-        i.e. no notebook cell running)."""
-        with self.cv:
-            while self.jobs or self.busy:
-                self.cv.wait()
-
-    def foreground(self) -> Any:
-        ahead = self
-
-        class _Fg:
-            def __enter__(self) -> None:
-                with ahead.cv:
-                    ahead.waiting += 1
-
-            def __exit__(self, *exc: object) -> None:
-                with ahead.cv:
-                    ahead.waiting -= 1
-                    ahead.cv.notify()
-
-        return _Fg()
-
-
-AHEAD = _Ahead()
 
 
 class Explorer:
@@ -335,7 +211,7 @@ class Explorer:
                 if not isinstance(v, numbers.Integral) or isinstance(v, bool):
                     raise ParameterError("order", v, "an integer page order")
                 v = int(v)
-                check_order(out["arch"], v)
+                check_order(get_arch(out["arch"]), v)
             elif name == "strict":
                 if not isinstance(v, (bool, np.bool_)):
                     raise ParameterError("strict", v, "True or False")
@@ -368,29 +244,41 @@ class Explorer:
 
     def _rendered(self, state: dict[str, Any]) -> Rendered:
         """The cached rendering of validated ``state``, computed and encoded on a miss."""
+        hit = self._cache.get(state_key(state))
+        if hit is None:
+            steps(self._render_steps(state))
+            hit = self._cache[state_key(state)]
+        return hit
+
+    def _render_steps(self, state: dict[str, Any]) -> Iterator[None]:
+        """Render validated ``state`` into the cache in steps (the model, then each figure's
+        SVG), each under :data:`RENDER_LOCK`, yielding between them (the look-ahead stands
+        aside there while a foreground update runs).  Nothing when it is cached already."""
         key = state_key(state)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+        if key in self._cache:
+            return
         with RENDER_LOCK:
-            hit = self._cache.get(key)  # the look-ahead may have finished it meanwhile
-            if hit is not None:
-                return hit
             view = self._view(state)
-            t0 = time.perf_counter()
-            images = tuple(to_svg(f) for f in view.figures)
-            enc = time.perf_counter() - t0
-        r = Rendered(view, images,
-                     tuple(f"{round(f.get_figwidth() * DISPLAY_DPI)}px" for f in view.figures),
-                     self._status_html(view), enc)
-        self._cache[key] = r
+        images, enc = [], 0.0
+        for f in view.figures:
+            yield
+            with RENDER_LOCK:
+                t0 = time.perf_counter()
+                images.append(to_svg(f))
+                enc += time.perf_counter() - t0
+        self._cache[key] = Rendered(
+            view, tuple(images),
+            tuple(f"{round(f.get_figwidth() * DISPLAY_DPI)}px" for f in view.figures),
+            self._status_html(view, state=state), enc)
         while len(self._cache) > CACHE_STATES:
             self._cache.popitem(last=False)
-        return r
 
     @staticmethod
-    def _status_html(view: View, refused: str | None = None) -> str:
-        key = html.escape(",".join(f"{k}={v}" for k, v in view.state.items()), quote=True)
+    def _status_html(view: View, refused: str | None = None,
+                     state: dict[str, Any] | None = None) -> str:
+        # the explorer's whole state (a control the view ignores still changes it)
+        key = html.escape(",".join(f"{k}={v}" for k, v in (state or view.state).items()),
+                          quote=True)
         parts = [f"<div class='vmemlab-status' data-state='{key}'>"]
         if refused:
             parts.append(f"<div class='vmemlab-refused' style='color:#B35806;border:1px solid "
@@ -469,14 +357,14 @@ class Explorer:
         s = self.state
         self._syncing = True
         try:
-            arch = s.get("arch", "x86_64")
-            if "order" in c and arch in ARCHES:
-                orders = explorable_orders(arch)
+            a = ARCHES.get(s.get("arch", "x86_64"))  # resolved once for every control
+            if "order" in c and a is not None:
+                orders = explorable_orders(a)
                 c["order"].min, c["order"].max = orders[0], orders[-1]
                 if orders[0] <= s["order"] <= orders[-1]:
                     c["order"].value = s["order"]
-            if "align" in c and arch in ARCHES:
-                presets = align_presets(arch)
+            if "align" in c and a is not None:
+                presets = align_presets(a)
                 c["align"].options = presets + [("other", -1)]
                 c["align"].value = s["order"] if s["order"] in dict(presets).values() else -1
             for k in ("arch", "kernel", "map", "size", "strict", *self.OPTIONS):
@@ -517,6 +405,7 @@ class Explorer:
                 self.status.value = (self._status_html(self.last, refused=view.message)
                                      if self.last is not None else self._status_html(view))
             return view
+        t0 = time.perf_counter()
         with AHEAD.foreground():
             self.last_cached = state_key(state) in self._cache
             r = self._rendered(state)
@@ -529,8 +418,11 @@ class Explorer:
             if self._refused:
                 self.status.value = self._status_html(r.view, refused=self._refused)
                 self._refused = None
-        if self._live and self.LOOK_AHEAD and _kernel_shell() is not None:
+        if self._live and self.LOOK_AHEAD and kernel_shell() is not None:
             AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
+            log_update(explorer=self.TITLE, state=state, cached=self.last_cached,
+                       seconds=time.perf_counter() - t0, model=r.view.seconds,
+                       encode=r.encode_seconds, end=time.time())
         return r.view
 
     def reachable(self, state: dict[str, Any], first: list[str] | None = None
@@ -553,10 +445,13 @@ class Explorer:
                             if o != state["order"]])
         out: list[dict[str, Any]] = []
         seen = {state_key(state)}
-        take = [2] * (len(first or []) > 0) + [1] * len(per)
+        # per round: two of the control just moved, every value of a control with three or
+        # fewer (buttons, checkboxes: each is one click away), one of each other
+        take = [2 if k == 0 and first else (len(lst) if len(lst) <= 3 else 1)
+                for k, lst in enumerate(per)]
         while any(per) and len(out) < AHEAD_STATES:
             for k, lst in enumerate(per):
-                for _ in range(take[k] if k < len(take) else 1):
+                for _ in range(take[k]):
                     if lst:
                         st = lst.pop(0)
                         if state_key(st) not in seen:
@@ -596,7 +491,7 @@ class Explorer:
                                       layout=w.Layout(flex_flow="row wrap")),
                                self.status, self.images])
             self.update()
-            shell = _kernel_shell()
+            shell = kernel_shell()
             if shell is not None and self.LOOK_AHEAD:
                 # in a kernel a front-end may show the widget: render ahead once it is idle
                 AHEAD.hook(shell)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import gup
-from ..arch import get_arch
+from ..arch import Arch, get_arch
 from ..errors import ParameterError, VmemlabError
 from ..kernels import KERNELS
 from ..page import page_is_fake_head, pfn_to_page
@@ -37,21 +37,20 @@ from .base import (
 )
 
 
-def _align_note(arch: str, order: int, strict: bool) -> list[str]:
-    presets = dict(align_presets(arch))
+def _align_note(a: Arch, order: int, strict: bool) -> list[str]:
+    presets = dict(align_presets(a))
     if order in presets.values():
         return []
     offered = ", ".join(presets)
     how = "refused (strict)" if strict else "explored with plan(strict=False)"
-    return [f"{order_label(arch, order)} is not a device-dax alignment on {arch} "
+    return [f"{order_label(a, order)} is not a device-dax alignment on {a.name} "
             f"(offered: {offered}); {how}"]
 
 
-def _gup_atomics(size: str, map: str, kernel: str, arch: str, order: int) -> str:
+def _gup_atomics(size: str, map: str, kernel: str, a: Arch, order: int) -> str:
     """GUP-fast (FOLL_GET) atomics over ``size`` bytes of a fresh namespace, via
     :func:`vmemlab.gup.scenario_counters` (x86_64 device-dax alignments only)."""
-    a = get_arch(arch)
-    if arch != "x86_64" or (1 << (order + a.page_shift)) not in a.dax_aligns:
+    if a.name != "x86_64" or (1 << (order + a.page_shift)) not in a.dax_aligns:
         return "n/a (modelled for x86_64 device-dax alignments)"
     try:
         c = gup.scenario_counters(size, "get", map, kernel, format_size(1 << (order + 12)))
@@ -73,7 +72,8 @@ class MappingExplorer(Explorer):
                 strict: bool, view: str = "mapping") -> View:
         if view not in self.OPTIONS["view"]:
             raise ParameterError("view", view, "one of " + ", ".join(self.OPTIONS["view"]))
-        check_order(arch, order)
+        a = get_arch(arch)  # resolved once per update
+        check_order(a, order)
         p = cached_plan(size, order, map, arch, kernel, strict)
         figs = []
         hvo_note = None
@@ -100,9 +100,9 @@ class MappingExplorer(Explorer):
                 f"{p.saved_vmemmap_pages_per_compound} of {p.vmemmap_pages_per_compound}",
             "struct pages initialised": f"{p.struct_pages_initialised} of {p.struct_pages}",
             "RAM per TiB": fmt_bytes(savings_point(arch, kernel, order, map).bytes_per_tib),
-            "GUP-fast atomics": _gup_atomics(size, map, kernel, arch, order),
+            "GUP-fast atomics": _gup_atomics(size, map, kernel, a, order),
         }
-        out.notes = _align_note(arch, order, strict)
+        out.notes = _align_note(a, order, strict)
         if not p.optimised:
             out.notes.append("vmemmap_can_optimize() is false here: no deduplication")
         if hvo_note:
@@ -118,7 +118,8 @@ class PlacementExplorer(Explorer):
     DEFAULTS = {"arch": "x86_64", "kernel": "6.6", "order": 9, "size": "1G", "strict": False}
 
     def compute(self, *, arch: str, kernel: str, order: int, size: str, strict: bool) -> View:
-        check_order(arch, order)
+        a = get_arch(arch)  # resolved once per update
+        check_order(a, order)
         view = View({"arch": arch, "kernel": kernel, "order": order, "size": size,
                      "strict": strict})
         plans = []
@@ -139,7 +140,7 @@ class PlacementExplorer(Explorer):
                 f"(+{p.device_align_pages} pages alignment)")
             view.numbers[f"map={p.map}: struct pages initialised"] = str(
                 p.struct_pages_initialised)
-        view.notes += _align_note(arch, order, strict)
+        view.notes += _align_note(a, order, strict)
         return view
 
 
@@ -151,7 +152,8 @@ class SavingsExplorer(Explorer):
     DEFAULTS = {"arch": "x86_64", "kernel": "6.6", "order": 9, "map": "mem"}
 
     def compute(self, *, arch: str, kernel: str, order: int, map: str) -> View:
-        check_order(arch, order)
+        a = get_arch(arch)  # resolved once per update
+        check_order(a, order)
         pt = savings_point(arch, kernel, order, map)
         base = savings_point(arch, "5.17", order, map)
         view = View({"arch": arch, "kernel": kernel, "order": order, "map": map})
@@ -166,7 +168,7 @@ class SavingsExplorer(Explorer):
             "struct pages initialised per TiB": str(pt.struct_pages_initialised),
             "deduplicated": "yes" if pt.optimised else "no",
         }
-        view.notes = _align_note(arch, order, False)
+        view.notes = _align_note(a, order, False)
         return view
 
     def warm(self, arch: str | None = None) -> None:
@@ -188,7 +190,8 @@ class StructPageExplorer(Explorer):
 
     def compute(self, *, arch: str, kernel: str, order: int, map: str, strict: bool,
                 memmap: str = "device-dax") -> View:
-        check_order(arch, order)
+        a = get_arch(arch)  # resolved once per update
+        check_order(a, order)
         if memmap not in self.OPTIONS["memmap"]:
             raise ParameterError("memmap", memmap, "one of " + ", ".join(self.OPTIONS["memmap"]))
         if memmap == "HugeTLB HVO":
@@ -198,12 +201,11 @@ class StructPageExplorer(Explorer):
             per = m.arch.STRUCT_PAGES_PER_PAGE
             fakes = sum(page_is_fake_head(pfn_to_page(m, folio.head_pfn + k * per))
                         for k in range(1, min(folio.nr_pages // per, 8)))
-            out.numbers = {"HugeTLB page": order_label(arch, order),
+            out.numbers = {"HugeTLB page": order_label(a, order),
                            "vmemmap pages kept": str(folio.reserve),
                            "fake heads among vmemmap pages 1..7": str(int(fakes))}
             out.notes = ["map/strict do not apply to HugeTLB pages (boot RAM memmap)"]
             return out
-        a = get_arch(arch)
         size = format_size(max(2 << (order + a.page_shift), 1 << a.section_size_bits))
         p = cached_plan(size, order, map, arch, kernel, strict)
         view = View({"arch": arch, "kernel": kernel, "order": order, "map": map,
@@ -216,7 +218,7 @@ class StructPageExplorer(Explorer):
             "saved vmemmap pages / compound page":
                 f"{p.saved_vmemmap_pages_per_compound} of {p.vmemmap_pages_per_compound}",
         }
-        view.notes = _align_note(arch, order, strict)
+        view.notes = _align_note(a, order, strict)
         return view
 
 

@@ -1,0 +1,199 @@
+"""Rendering machinery of the explorers: the per-state cache entry, the look-ahead thread and
+an optional per-update timing log (split out of :mod:`vmemlab.widgets.base`).
+
+The look-ahead renders a state in small steps (the model, then each figure's encoding), each
+under :data:`~vmemlab.viz._style.RENDER_LOCK`, and between steps stands aside while a
+foreground update is in progress, so an update that misses the cache waits for at most one
+step, not one whole state.  Inside a kernel the interpreter's thread switch interval is
+lowered (:data:`SWITCH_INTERVAL`): a thread waiting for the GIL -- the kernel's main thread
+receiving a control move while the look-ahead draws -- gets it within a millisecond instead
+of after 5 ms at each of the many I/O waits that handling a message involves.
+
+``VMEMLAB_WIDGET_LOG=<path>`` appends one JSON line per live update (explorer, state, whether
+it came from the cache, seconds spent) -- what ``benchmarks/bench_browser.py`` reads to split
+the kernel's share of a move from the transfer and the browser's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+#: CSS pixels per inch the live figures are shown at (SVG's natural size: 1 pt = 4/3 px)
+DISPLAY_DPI = 96
+#: rendered states kept per explorer (numbers + encoded figures)
+CACHE_STATES = 48
+#: states one control move away that the background thread renders ahead, at most
+AHEAD_STATES = 40
+
+
+@dataclass
+class Rendered:
+    """One state ready for the widget: its view, the figures encoded, the status HTML."""
+
+    view: Any  # vmemlab.widgets.base.View
+    images: tuple[bytes, ...]
+    widths: tuple[str, ...]
+    status: str
+    encode_seconds: float
+
+
+def state_key(state: dict[str, Any]) -> tuple:
+    """Hashable, order-independent key of a (validated) state."""
+    return tuple(sorted(state.items()))
+
+
+#: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
+IDLE_SECONDS = 1.0
+#: ``sys.setswitchinterval`` inside a kernel once the look-ahead runs (CPython's default: 5 ms)
+SWITCH_INTERVAL = 0.001
+
+
+def kernel_shell() -> Any:
+    """The IPython shell when running inside a Jupyter kernel (else ``None``: no front-end can
+    move a control, so there is nothing to render ahead for)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipywidgets
+        return None
+    ip = get_ipython()
+    return ip if ip is not None and getattr(ip, "kernel", None) is not None else None
+
+
+class Ahead:
+    """One daemon thread rendering, while nobody waits, the states the user can reach next.
+
+    :meth:`submit` replaces the queue (only the latest interaction matters); each job renders
+    one state (``ex._render_steps(state)``, nothing when it is cached already) step by
+    step.  A job starts only when no foreground update is in progress and no notebook cell
+    has run for :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top
+    to bottom, nbval -- never compete with it); a foreground update that finds its state
+    uncached waits for at most the one step in progress."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[tuple[Any, dict[str, Any]]] = deque()
+        self.cv = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.waiting = 0  # foreground updates in progress: the worker does not start a job
+        self.cells = 0  # notebook cells running now
+        self.last_cell = 0.0  # monotonic time the last cell finished
+        self.busy = False  # a job is rendering now
+        self.generation = 0  # bumped by each submit that replaces the queue
+        self._hooked = False
+
+    def hook(self, shell: Any) -> None:
+        """Follow ``shell``'s cell executions (IPython ``pre/post_run_cell`` events)."""
+        if self._hooked:
+            return
+        self._hooked = True
+
+        def pre(*_a: Any) -> None:
+            with self.cv:
+                self.cells += 1
+
+        def post(*_a: Any) -> None:
+            with self.cv:
+                self.cells = max(0, self.cells - 1)
+                self.last_cell = time.monotonic()
+                self.cv.notify()
+
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        shell.events.register("pre_run_cell", pre)
+        shell.events.register("post_run_cell", post)
+        # the cell that displays the explorer is running right now
+        self.cells += 1
+
+    def _idle(self) -> bool:
+        return (not self.waiting and not self.cells
+                and time.monotonic() - self.last_cell >= IDLE_SECONDS)
+
+    def submit(self, ex: Any, states: list[dict[str, Any]], replace: bool = True) -> None:
+        with self.cv:
+            if replace:
+                self.jobs.clear()
+                self.generation += 1
+            self.jobs.extend((ex, s) for s in states)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="vmemlab-ahead",
+                                               daemon=True)
+                self.thread.start()
+            self.cv.notify()
+
+    def cancel(self) -> None:
+        with self.cv:
+            self.jobs.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self.cv:
+                while not self.jobs or not self._idle():
+                    self.cv.wait(0.05)
+                ex, st = self.jobs.popleft()
+                self.busy = True
+                gen = self.generation
+            try:
+                for _step in ex._render_steps(st):
+                    with self.cv:  # stand aside while a foreground update runs
+                        while self.waiting:
+                            self.cv.wait(0.05)
+                        # a newer interaction replaced the queue: finish this state only if
+                        # it is still wanted, else start on what is nearest now
+                        if self.generation != gen and not any(
+                                e is ex and s == st for e, s in self.jobs):
+                            break
+            except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
+                pass
+            finally:
+                with self.cv:
+                    self.busy = False
+                    self.cv.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every submitted state has been rendered (tests; the worker must be idle,
+        i.e. no notebook cell running)."""
+        with self.cv:
+            while self.jobs or self.busy:
+                self.cv.wait()
+
+    def foreground(self) -> Any:
+        ahead = self
+
+        class _Fg:
+            def __enter__(self) -> None:
+                with ahead.cv:
+                    ahead.waiting += 1
+
+            def __exit__(self, *exc: object) -> None:
+                with ahead.cv:
+                    ahead.waiting -= 1
+                    ahead.cv.notify()
+
+        return _Fg()
+
+
+#: where live updates are logged (``VMEMLAB_WIDGET_LOG``; unset: no log)
+LOG_PATH = os.environ.get("VMEMLAB_WIDGET_LOG") or None
+
+
+def log_update(**fields: Any) -> None:
+    """Append one JSON line to :data:`LOG_PATH` (if set): one live update's timings."""
+    if LOG_PATH is None:
+        return
+    with open(LOG_PATH, "a", encoding="utf-8") as f:
+        f.write(json.dumps(fields, default=str) + "\n")
+
+
+def steps(gen: Iterator[None]) -> None:
+    """Run every step of a render generator at once (what a foreground update does)."""
+    for _ in gen:
+        pass
+
+
+AHEAD = Ahead()
