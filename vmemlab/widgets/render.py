@@ -4,10 +4,10 @@ an optional per-update timing log (split out of :mod:`vmemlab.widgets.base`).
 The look-ahead renders a state in small steps (the model, then each figure's encoding), each
 under :data:`~vmemlab.viz._style.RENDER_LOCK`, and between steps stands aside while a
 foreground update is in progress, so an update that misses the cache waits for at most one
-step, not one whole state.  Inside a kernel the interpreter's thread switch interval is
-lowered (:data:`SWITCH_INTERVAL`): a thread waiting for the GIL -- the kernel's main thread
-receiving a control move while the look-ahead draws -- gets it within a millisecond instead
-of after 5 ms at each of the many I/O waits that handling a message involves.
+step, not one whole state.  The interpreter's thread switch interval stays CPython's 5 ms:
+lowering it to 1 ms made chapter 07's cached moves slower in the browser (median 155-172 ms
+against 101-111 ms, ``bench_browser.py 07`` at load 1.6-2.2), the kernel's message threads
+being interrupted more often.
 
 ``VMEMLAB_WIDGET_LOG=<path>`` appends one JSON line per live update (explorer, state, whether
 it came from the cache, seconds spent) -- what ``benchmarks/bench_browser.py`` reads to split
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -52,8 +51,6 @@ def state_key(state: dict[str, Any]) -> tuple:
 
 #: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
 IDLE_SECONDS = 1.0
-#: ``sys.setswitchinterval`` inside a kernel once the look-ahead runs (CPython's default: 5 ms)
-SWITCH_INTERVAL = 0.001
 
 
 def kernel_shell() -> Any:
@@ -104,7 +101,6 @@ class Ahead:
                 self.last_cell = time.monotonic()
                 self.cv.notify()
 
-        sys.setswitchinterval(SWITCH_INTERVAL)
         shell.events.register("pre_run_cell", pre)
         shell.events.register("post_run_cell", post)
         # the cell that displays the explorer is running right now
