@@ -47,18 +47,6 @@ def _align_note(a: Arch, order: int, strict: bool) -> list[str]:
             f"(offered: {offered}); {how}"]
 
 
-def _gup_atomics(size: str, map: str, kernel: str, a: Arch, order: int) -> str:
-    """GUP-fast (FOLL_GET) atomics over ``size`` bytes of a fresh namespace, via
-    :func:`vmemlab.gup.scenario_counters` (x86_64 device-dax alignments only)."""
-    if a.name != "x86_64" or (1 << (order + a.page_shift)) not in a.dax_aligns:
-        return "n/a (modelled for x86_64 device-dax alignments)"
-    try:
-        c = gup.scenario_counters(size, "get", map, kernel, format_size(1 << (order + 12)))
-    except VmemlabError as e:
-        return f"n/a ({e})"
-    return f"{int(c.atomics)} ({int(c.ref_atomics)} refcount adds) for {size}"
-
-
 class MappingExplorer(Explorer):
     """Vmemmap mapping diagram + page-table view of compound page 0 of a namespace."""
 
@@ -100,7 +88,6 @@ class MappingExplorer(Explorer):
                 f"{p.saved_vmemmap_pages_per_compound} of {p.vmemmap_pages_per_compound}",
             "struct pages initialised": f"{p.struct_pages_initialised} of {p.struct_pages}",
             "RAM per TiB": fmt_bytes(savings_point(arch, kernel, order, map).bytes_per_tib),
-            "GUP-fast atomics": _gup_atomics(size, map, kernel, a, order),
         }
         out.notes = _align_note(a, order, strict)
         if not p.optimised:
