@@ -132,6 +132,6 @@ def test_questions_use_an_before_eight_and_eleven():
     assert [a_or_an(n) for n in (1, 2, 8, 11, 18, 80, 100, 800, "8M", "16G")] == \
         ["a", "a", "an", "an", "an", "an", "a", "an", "an", "a"]
     for kind in exercises.kinds():
-        for seed in range(6):
+        for seed in range(3):
             q = exercises.generate(kind, seed).question
             assert not re.search(r"\ba (8|11 |18 )", q), (kind, seed, q)
