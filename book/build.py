@@ -82,12 +82,19 @@ def kit_pages(dest: Path) -> None:
         sys.path.insert(0, str(ROOT))
         import _kit
 
-        fresh = ROOT / "build" / "book-kit.new"
-        shutil.rmtree(fresh, ignore_errors=True)
+        # a private staging directory, renamed into place: two builds at once (two test
+        # workers, a test run and a manual build) never write into each other's pages
+        (ROOT / "build").mkdir(exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix="book-kit.", dir=ROOT / "build"))
         _kit.write_all(fresh, chapters())
-        shutil.rmtree(cache.parent, ignore_errors=True)  # keep only the newest
-        cache.parent.mkdir(parents=True)
-        fresh.rename(cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        for old in cache.parent.iterdir():  # keep only the newest
+            if old != cache:
+                shutil.rmtree(old, ignore_errors=True)
+        try:
+            fresh.rename(cache)
+        except OSError:  # another build put the same pages there first
+            shutil.rmtree(fresh, ignore_errors=True)
     dest.mkdir(parents=True, exist_ok=True)
     for f in cache.iterdir():
         shutil.copy2(f, dest / f.name)
