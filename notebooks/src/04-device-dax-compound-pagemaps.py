@@ -180,7 +180,7 @@ print(view.text)
 
 # %% [markdown]
 # **What to notice:** at order 7 the compound page has two vmemmap pages, the head's and one
-# tail page, and both are kept: nothing is reused. Between order 7 and order 9 lies the answer.
+# tail page, and both are kept: nothing is reused. Move the slider up from there.
 
 # %%
 answer = None  # the order you found

@@ -112,9 +112,10 @@ for align in ("2M", "1G"):
     print(f"{align:>5} {pred:>8.2f}ms {lo:>7.2f}-{hi:>6.2f}ms {quoted:>13}  {inside}")
 
 # %% [markdown]
-# **What to notice:** one number, fitted on the 4K figure, lands the 1G prediction far below a
-# millisecond and the 2M prediction at the low edge of its quoted range; the band from the two
-# ends of the 4K range straddles it. The struct pages written explain most of the speed-up; the
+# **What to notice:** one number, fitted on the 4K figure alone, predicts the 2M and 1G times:
+# the last column says whether each prediction falls inside the cover letter's quoted range, and
+# the band (fitted on the two ends of the 4K range) shows how far the one parameter can move it.
+# The struct pages written explain most of the speed-up; the
 # rest (the cover letter credits the cache warmth of splitting `prep_compound_page` into head and
 # tail parts) is not in this one-parameter model.
 #

@@ -358,6 +358,7 @@ ex2.check(answer)
 # * `nr_memmap_pages` counts the full memmap on 6.11–6.12.10x and the deduplicated one after
 #   the 2026 fix.
 #
-# **Re-run it yourself:** `python3 validation/harness.py run` (about two minutes, needs
-# `qemu-system-x86` and network access to Debian's archive), then
+# **Re-run it yourself:** `python3 validation/harness.py run` (it boots Debian's kernel under
+# QEMU without KVM, so give it minutes; needs `qemu-system-x86` and network access to Debian's
+# archive), then
 # `python3 validation/compare.py`.
