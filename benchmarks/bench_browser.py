@@ -274,16 +274,23 @@ def sweep(page, box: int, think: float, timeout_s: float, log) -> list[dict]:
     return out
 
 
+def read_update_log(path: Path) -> dict[str, list[dict]]:
+    """The explorers' update log (``VMEMLAB_WIDGET_LOG``, one JSON object per line), grouped by
+    explorer title, in order."""
+    logs: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        logs.setdefault(r["explorer"], []).append(r)
+    return logs
+
+
 def attach_kernel(path: Path, moves: list[dict]) -> None:
     """Give each move the kernel's update for it (the log's entries of that explorer, in
     order, whose state is the move's data-state): when the kernel finished (epoch ms, the
     browser's clock is the same machine's) and whether the cache served it."""
     if not path.exists():
         return
-    logs: dict[str, list[dict]] = {}
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        logs.setdefault(r["explorer"], []).append(r)
+    logs = read_update_log(path)
     for m in moves:
         q = logs.get(m.get("explorer", ""), [])
         key = m.get("state")
@@ -328,10 +335,7 @@ def kernel_split(path: Path) -> None:
     the comm messages both ways, the DOM update, decoding the figures, two frames."""
     if not path.exists():
         return
-    by: dict[str, list[dict]] = {}
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        by.setdefault(r["explorer"], []).append(r)
+    by = read_update_log(path)
     print()
     print(f"{'kernel side (Explorer.update)':<46}{'updates':>8}{'cached':>7}{'median':>9}"
           f"{'p95':>8}{'miss: model':>13}{'encode':>8}")
