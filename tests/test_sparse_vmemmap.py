@@ -10,13 +10,16 @@ removing everything returns every frame.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vmemlab
+from vmemlab.errors import KernelError
 from vmemlab.frames import PAGETABLE
 from vmemlab.machine import Machine
 from vmemlab.memremap import DevPagemap, memremap_pages, memunmap_pages, pgmap_vmemmap_nr
+from vmemlab.page import read_field
 from vmemlab.sparse_vmemmap import vmemmap_can_optimize
 
 GiB = 1 << 30
@@ -258,3 +261,116 @@ def test_ppc64_radix_compound_pages_skip_an_existing_pmd_leaf():
     assert m.usage()["ram_data_pages"] == 2
     m, _ = _ppc_add("6.12.117", [(4 * GiB, 5 * GiB, 0), (5 * GiB, 6 * GiB, 14)])
     assert m.usage()["ram_data_pages"] == 32 and sorted(m.pgtables.pmd_leaf) == [2]
+
+
+# -- ppc64 radix before 6.6: arch vmemmap_populate/vmemmap_free around the generic compound path
+# (arch/powerpc/mm/init_64.c and book3s64/radix_pgtable.c, read in Debian's 6.1.176 source;
+# 5.19-6.3 pass every pgmap with vmemmap_shift > 0 to the generic
+# vmemmap_populate_compound_pages, kernel-facts §2)
+MiB = 1 << 20
+
+
+def test_ppc64_before_6_6_vmemmap_free_leaves_the_generic_compound_ptes_mapped():
+    """Found by the stateful machine (seed 25, ppc64-radix-64k v3 and 5.19).  vmemmap_free()
+    frees a block only through vmemmap_list_free(start), which knows only the blocks
+    vmemmap_populate() recorded; the generic compound path records nothing, so unmapping a
+    2 MiB compound namespace at 64 GiB leaves its memmap mapped: vmemmap page 64G/64K * 64 B /
+    64K = 1024 and, with a step under two pages (32 * 64 B = 2 KiB), the page after it (the
+    5.19 loop of test_5_19_tiny_order_populates_one_page_past_the_range): 2 data pages and
+    their PTEs.  The next order-0 namespace there finds no valid subsection in the block
+    (vmemmap_populated() reads pfn_valid, not the page tables), takes a new 2 MiB block (32
+    pages) and __map_kernel_page() writes the PMD entry as a leaf over the PTE table: the table
+    and its 2 pages are lost for good, and every struct page of the new range is mapped."""
+    for kernel in ("5.19", "v3"):
+        m = Machine(PPC, kernel, ram="1G")
+        boot = m.usage()["ram_data_pages"]
+        for (s, e), shift in (((64 * GiB, 65 * GiB), 0), ((64 * GiB, 64 * GiB + 2 * MiB), 5)):
+            pg = DevPagemap(ranges=[(s, e)], vmemmap_shift=shift)
+            memremap_pages(m, pg)
+            memunmap_pages(m, pg)
+        assert m.usage()["ram_data_pages"] == boot + 2, kernel
+        assert m.pgtables.mapped_ptes() == 2 and m.pgtables.lookup(1024) >= 0
+        pg = DevPagemap(ranges=[(64 * GiB, 64 * GiB + 2 * MiB)], vmemmap_shift=0)
+        memremap_pages(m, pg)
+        assert m.pgtables.pmd_entry(1024 >> 5)[0] == "leaf"
+        assert m.usage()["ram_data_pages"] == boot + 2 + 32
+        (t, (k, table)), = m.pgtables.leaked_pte.items()
+        assert k == 32 and (table >= 0).sum() == 2
+        pfns = np.arange(64 * GiB >> 16, (64 * GiB + 2 * MiB) >> 16)
+        assert read_field(m, pfns, "_refcount").size == 32  # no VmemmapFault
+        memunmap_pages(m, pg)
+        assert m.usage()["ram_data_pages"] == boot + 2 and not m.pgtables.pmd_leaf.get(32)
+        assert m.vmemmap_list == {0: [m.vmemmap_list[0][0]]}  # only boot's block is recorded
+
+
+def test_ppc64_before_6_6_later_range_in_a_compound_block_is_refused_unchanged():
+    """vmemmap_populate() skips a block when any subsection in it is valid (vmemmap_populated,
+    init_64.c).  With a 2 MiB compound namespace live at 64 GiB (memmap mapped page by page by
+    the generic path), an order-0 namespace at 64.5 GiB -- the same 2 MiB vmemmap block, since
+    one block holds the struct pages of 2 GiB -- would have its memmap (vmemmap page
+    (64G + 512M)/64K * 64 / 64K = 1032) left unmapped, and memmap_init_zone_device would fault:
+    the model refuses it (-EFAULT) and changes nothing.  6.1 (87a7ae75d738 backported: no
+    compound path on ppc64) and 6.6+ (radix's own path) map it."""
+    for kernel in ("5.19", "v3", "6.1", "6.6"):
+        m, _ = _ppc_add(kernel, [(64 * GiB, 64 * GiB + 2 * MiB, 5)])
+        before = m.state()
+        late = DevPagemap(ranges=[(64 * GiB + 512 * MiB, 64 * GiB + 514 * MiB)], name="dax1.0")
+        if kernel in ("5.19", "v3"):
+            with pytest.raises(KernelError, match="vmemmap page 1032") as e:
+                memremap_pages(m, late)
+            assert e.value.errno == "EFAULT" and m.state() == before
+        else:
+            memremap_pages(m, late)
+            assert m.pgtables.lookup(1032) >= 0
+
+
+def test_ppc64_before_6_6_compound_range_under_a_pmd_leaf_is_refused_unchanged():
+    """The other order: an order-0 namespace's 2 MiB block is a PMD leaf, and the generic
+    vmemmap_pmd_populate() takes any non-empty PMD for a table, so vmemmap_pte_populate()
+    would read the block's struct pages as PTEs.  The model does not follow the kernel into
+    that corruption: -EFAULT named in the message, nothing changed."""
+    m, _ = _ppc_add("5.19", [(64 * GiB + 512 * MiB, 64 * GiB + 514 * MiB, 0)])
+    before = m.state()
+    with pytest.raises(KernelError, match="walk that leaf as a PTE table"):
+        memremap_pages(m, DevPagemap(ranges=[(64 * GiB, 64 * GiB + 2 * MiB)], vmemmap_shift=5,
+                                     name="dax1.0"))
+    assert m.state() == before
+
+
+def test_ppc64_before_6_6_stale_tail_alias_is_refused_unchanged():
+    """Found by the deep stateful run (seed 41, v3 and 5.19).  A 1 GiB compound namespace at
+    64 GiB has 16384 * 64 B = 1 MiB of memmap, vmemmap pages 1024-1039: a head page, a tail
+    page at 1025 and PTEs 1026-1039 mapping that tail page too.  vmemmap_free() leaves them
+    (no vmemmap_list entry).  A 130 MiB namespace of 2 MiB compound pages there (2 KiB of
+    memmap each, so its own layout shares no page) would find vmemmap pages 1025 and 1026
+    present, vmemmap_pte_populate() keeps them, and 1026's struct pages would be written over
+    1025's: -EFAULT, nothing changed."""
+    for kernel in ("5.19", "v3"):
+        m = Machine(PPC, kernel, ram="1G")
+        for (s, e), shift in (((64 * GiB, 64 * GiB + 2 * MiB), 0), ((64 * GiB, 65 * GiB), 14)):
+            pg = DevPagemap(ranges=[(s, e)], vmemmap_shift=shift)
+            memremap_pages(m, pg)
+            memunmap_pages(m, pg)
+        assert m.pgtables.lookup(1026) == m.pgtables.lookup(1039) == m.pgtables.lookup(1025)
+        before = m.state()
+        with pytest.raises(KernelError, match="vmemmap pages 1025 and 1039") as e:
+            memremap_pages(m, DevPagemap(ranges=[(64 * GiB, 64 * GiB + 130 * MiB)],
+                                         vmemmap_shift=5))
+        assert e.value.errno == "EFAULT" and m.state() == before
+        # the same 1 GiB layout again is what the stale PTEs already say: accepted
+        memremap_pages(m, DevPagemap(ranges=[(64 * GiB, 65 * GiB)], vmemmap_shift=14))
+
+
+def test_ppc64_before_6_6_refused_compound_add_takes_back_its_own_pages():
+    """Found by the deep stateful run (seed 41).  A 2 MiB compound namespace at 64 GiB + 64 MiB,
+    then one over [64 GiB + 62 MiB, + 68 MiB): its first section chunk maps vmemmap page 1024
+    (and the page after), the second chunk overlaps the first namespace (-EEXIST), and the
+    arch vmemmap_free() of the undo frees nothing the generic path mapped.  The kernel leaks
+    that page; the model's promise is that a refused operation changes nothing."""
+    for kernel in ("5.19", "v3"):
+        m, _ = _ppc_add(kernel, [(64 * GiB + 64 * MiB, 64 * GiB + 66 * MiB, 5)])
+        before = m.state()
+        with pytest.raises(KernelError) as e:
+            memremap_pages(m, DevPagemap(ranges=[(64 * GiB + 62 * MiB, 64 * GiB + 68 * MiB)],
+                                         vmemmap_shift=5, name="dax1.0"))
+        assert e.value.errno == "EEXIST" and m.state() == before

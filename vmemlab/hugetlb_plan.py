@@ -316,7 +316,7 @@ def boot_memmap_pages(ram: int | str, arch: str | Arch = "x86_64") -> dict[str, 
     nsec = ram_b >> a.section_size_bits
     span = nsec * a.PAGES_PER_SECTION * a.struct_page_size  # vmemmap VA, from VMEMMAP_START
     # ppc64 radix maps the vmemmap in PMD_SIZE blocks whatever the kernel (ppc64_vmemmap_populate_2m
-    # before 6.6, radix__vmemmap_populate from 6.6, both in vmemlab.sparse_vmemmap): the memmap of
+    # before 6.6, radix__vmemmap_populate from 6.6, both in vmemlab.powerpc_vmemmap): the memmap of
     # one 16 MiB section is a quarter of a 64 KiB page, so the boot memmap is whole 2 MiB blocks
     pmd_blocks = a.vmemmap_hugepages or a.name == "ppc64-radix-64k"
     if pmd_blocks:

@@ -23,7 +23,9 @@ Each variant names the trees actually read; a rule is stated for those versions 
            of 87a7ae75d738: ``vmemmap_can_optimize`` (include/linux/mm.h) is the
            ``VMEMMAP_RESERVE_NR`` rule gated on ``CONFIG_ARCH_WANT_HUGETLB_PAGE_OPTIMIZE_VMEMMAP``
            (x86_64 only), and arm64 4K maps a partial section with base pages.  No
-           ``nr_memmap_pages``.
+           ``nr_memmap_pages``.  Earlier 6.1.y do not have the backport: Debian's 6.1.176
+           source still has the 5.19 inline test in ``__populate_section_memmap``, so there
+           ppc64 radix takes the generic compound path like ``5.19``.
 ``6.6``    6.6.87: ``vmemmap_can_optimize()`` with ``VMEMMAP_RESERVE_NR`` gated on
            ``CONFIG_ARCH_WANT_OPTIMIZE_DAX_VMEMMAP`` (new in 6.6; x86_64 and PPC_RADIX_MMU) and
            the ppc64 radix override: optimise when the compound memmap is more than 2 pages.

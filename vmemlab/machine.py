@@ -38,6 +38,9 @@ class Machine:
         self.pgtables = KernelPageTables(self.arch, self.frames)
         self.sparse = Sparse(self)
         self.pgmaps: list = []
+        #: ppc64 ``vmemmap_list`` before 6.6 (arch/powerpc/mm/init_64.c): the PMD blocks
+        #: ``vmemmap_populate`` recorded, by PMD entry (newest last), all ``vmemmap_free`` frees
+        self.vmemmap_list: dict[int, list[int]] = {}
         self.vmstat = {"nr_memmap_pages": 0, "nr_memmap_boot_pages": 0}
         self.booting = False
         self.boot_ram_end = 0
@@ -62,10 +65,12 @@ class Machine:
                 ms = MemSection(nr, subsection_map=(1 << a.SUBSECTIONS_PER_SECTION) - 1,
                                 early=True)
                 self.sparse.sections[nr] = ms
+                self.sparse.activating = nr  # valid_section() only once it is populated
                 populate_section_memmap(self, pfn, a.PAGES_PER_SECTION, None, None)
                 self.memmap_pages_add(self.sparse._memmap_pages(a.PAGES_PER_SECTION))
         finally:
             self.booting = self.pgtables.boot = False
+            self.sparse.activating = None
         self.boot_ram_end = nsec * section
 
     # -- helpers used by the mm modules -----------------------------------------------------
@@ -115,6 +120,8 @@ class Machine:
             "refcount_sum": int(f.refcount[live].sum()),
             "sections": {n: (s.subsection_map, s.early) for n, s in self.sparse.sections.items()},
             "pmd_leaf": dict(self.pgtables.pmd_leaf),
+            "leaked_pte_tables": sorted(self.pgtables.leaked_pte),
+            "vmemmap_list": {k: list(v) for k, v in self.vmemmap_list.items()},
             "ptes": self.pgtables.mapped_ptes(),
             "vmstat": dict(self.vmstat),
             "pgmaps": [p.name for p in self.pgmaps],

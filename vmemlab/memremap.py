@@ -25,6 +25,7 @@ from .include.memremap import (
 )
 from .memory_hotplug import __add_pages, __remove_pages, section_chunks
 from .mm_init import memmap_init_zone_device
+from .powerpc_vmemmap import ppc64_check_memmap, ppc64_memmap_vpns, ppc64_radix_vmemmap_6_6
 from .sparse_vmemmap import reuse_compound_section, vmemmap_can_optimize
 from .units import as_int
 from .vmemmap_optimization import drop_new_unused_tails, shared_tail_keys
@@ -73,13 +74,22 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
     # vmemmap pages mapped before this call stay mapped if it fails (the undo in __add_pages
     # and below must not free a neighbour's page, or one the kernel leaked earlier)
     m.sparse.keep_vpns = _mapped(m, _chunk_edge_vpns(m, pgmap))
+    leaked_before = set(m.pgtables.leaked_pte)
+    # ppc64 radix before 6.6 frees only vmemmap_list blocks, so the undo below cannot take
+    # back the pages the generic compound path mapped: note what was mapped before
+    ppc64_before_6_6 = a.name == "ppc64-radix-64k" and not ppc64_radix_vmemmap_6_6(m)
+    ppc64_span = ppc64_memmap_vpns(m, pgmap) if ppc64_before_6_6 else None
+    ppc64_pre = _mapped(m, ppc64_span) if ppc64_before_6_6 else set()
     try:
         for i in range(len(pgmap.ranges)):
             pgmap.nr_range = i
             pfn, end_pfn = pgmap.pfn_range(i, a.page_shift)
             __add_pages(m, nid, pfn, end_pfn - pfn, pgmap_altmap(pgmap), pgmap)
             done += 1
-            _check_memmap_mapped(m, pfn, end_pfn)
+            if ppc64_before_6_6:
+                ppc64_check_memmap(m, pgmap, pfn, end_pfn)
+            else:
+                _check_memmap_mapped(m, pfn, end_pfn)
             pgmap.init_stats.append(
                 memmap_init_zone_device(m, pfn, end_pfn - pfn, pgmap))
     except VmemlabError:
@@ -92,6 +102,11 @@ def memremap_pages(m: Machine, pgmap: DevPagemap, nid: int = 0) -> None:
         for i in range(min(done + 1, len(pgmap.ranges))):
             _clear_stray_vmemmap(m, pgmap, *pgmap.pfn_range(i, a.page_shift),
                                  keep=pre_mapped[i])
+        if ppc64_before_6_6:
+            for v in sorted(_mapped(m, ppc64_span) - ppc64_pre):
+                if not m.sparse.memmap_in_use(v, v + 1):
+                    m.pgtables.remove_range(v, v + 1)
+        m.pgtables.unleak_pte_tables(leaked_before)
         m.pgtables.prune_empty()
         pgmap.nr_range = 0
         pgmap.init_stats = []

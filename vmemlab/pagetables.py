@@ -52,6 +52,12 @@ class KernelPageTables:
         self.boot = False  # allocate from memblock (boot) rather than the buddy allocator
         self._frag_pool: dict[int, tuple[int, int]] = {}  # level -> (host page, tables used)
         self.pte_ro: dict[int, np.ndarray] = {}  # read-only PTE bits per PTE table (HVO)
+        #: PTE tables a PMD leaf overwrote (pre-6.6 ppc64 radix, :meth:`overwrite_pmd_leaf`):
+        #: frame -> (PMD entry it hung from, its entries); unreachable, never freed, still
+        #: holding their pages
+        self.leaked_pte: dict[int, tuple[int, np.ndarray]] = {}
+        #: PMD blocks a new leaf replaced while still allocated (same path)
+        self.leaked_blocks: list[int] = []
 
     # -- allocation of tables ---------------------------------------------------------------
     def _alloc_table(self, level: int) -> int:
@@ -174,6 +180,34 @@ class KernelPageTables:
         parent = self.pmd_table_of(k)
         self.pmd_leaf[k] = block
         self.children[parent] += 1
+
+    def overwrite_pmd_leaf(self, k: int, block: int) -> int | None:
+        """Install PMD entry ``k`` as a leaf whatever it holds, the way ppc64 radix's
+        ``__map_kernel_page(..., PMD_SIZE)`` does (``set_pte_at(pmdp_ptep(pmdp))``, no check of
+        the old entry).  A PTE table it pointed at is leaked with every page it maps (kept in
+        :attr:`leaked_pte`); returns that table's frame, or None."""
+        old = self.entries[1].get(k)
+        if old is None:
+            self.set_pmd_leaf(k, block)
+            return None
+        del self.entries[1][k]
+        self.leaked_pte[old] = (k, self.pte.pop(old))
+        self.pmd_leaf[k] = block  # the PMD table's entry count is unchanged: one for one
+        return old
+
+    def unleak_pte_tables(self, since: set[int]) -> None:
+        """Undo :meth:`overwrite_pmd_leaf` for the tables leaked since ``since`` (the keys of
+        :attr:`leaked_pte` before) whose PMD entry is empty again: a failed hot-add's undo, as
+        the model promises a refused operation changes nothing."""
+        for t in [t for t in self.leaked_pte if t not in since]:
+            k, table = self.leaked_pte[t]
+            if k in self.pmd_leaf or k in self.entries[1]:
+                continue
+            del self.leaked_pte[t]
+            self.pte[t] = table
+            parent = self.pmd_table_of(k)
+            self.entries[1][k] = t
+            self.children[parent] += 1
 
     def set_pmd_table(self, k: int, table: int) -> None:
         """Point PMD entry ``k`` at an existing PTE table with ``get_page`` (v3 patch 14's

@@ -55,6 +55,11 @@ class Sparse:
         self.sections: dict[int, MemSection] = {}
         #: vmemmap pages that were mapped before a hot-add now being undone (see memremap)
         self.keep_vpns: set[int] = set()
+        #: the section whose memmap is being populated for the first time: not yet
+        #: ``valid_section()`` (``SECTION_HAS_MEM_MAP`` comes with ``sparse_init_one_section``
+        #: afterwards), so ``pfn_valid()`` is false over it even where its subsection bits are
+        #: set already; ppc64's ``vmemmap_populated()`` depends on it
+        self.activating: int | None = None
 
     # -- pfn arithmetic -------------------------------------------------------------------------
     def pfn_to_section_nr(self, pfn: int) -> int:
@@ -133,14 +138,19 @@ class Sparse:
         m = self.m
         if m.kernel.shared_tail and pgmap is not None:  # the 2026 rework: -EOPNOTSUPP first
             section_activate_order(m, pfn, nr_pages, altmap, pgmap)
+        nr = self.pfn_to_section_nr(pfn)
+        first = not self.sections[nr].subsection_map and not self.sections[nr].early
         self.fill_subsection_map(pfn, nr_pages)
+        self.activating = nr if first else None
         try:
             populate_section_memmap(m, pfn, nr_pages, altmap, pgmap)
         except KernelError as e:
+            self.activating = None
             self.section_deactivate(pfn, nr_pages, altmap, pgmap=pgmap)
             raise KernelError("ENOMEM", "section_activate",
                               f"populating the memmap of pfns {pfn:#x}+{nr_pages} failed "
                               f"({e})") from e
+        self.activating = None
         if m.kernel.memmap_counter:  # 6.11+: nr_memmap_pages
             m.memmap_pages_add(self.section_nr_vmemmap_pages(pfn, nr_pages, altmap, pgmap))
 

@@ -15,6 +15,14 @@ import numpy as np
 from .errors import KernelError
 from .frames import VMEMMAP, VmemAltmap
 from .include.memremap import pgmap_vmemmap_nr
+from .powerpc_vmemmap import (
+    ppc64_radix_vmemmap_6_6,
+    ppc64_vmemmap_free_2m,
+    ppc64_vmemmap_populate_2m,
+    radix__vmemmap_populate,
+    radix_vmemmap_populate_compound_pages,
+    refuse_generic_under_ppc64_leaf,
+)
 
 if TYPE_CHECKING:
     from .include.memremap import DevPagemap
@@ -159,7 +167,7 @@ def vmemmap_populate(m: Machine, start: int, end: int, altmap: VmemAltmap | None
     """
     a = m.arch
     if a.name == "ppc64-radix-64k":
-        if _ppc64_radix_populate_6_6(m):
+        if ppc64_radix_vmemmap_6_6(m):
             return radix__vmemmap_populate(m, start, end, altmap)
         return ppc64_vmemmap_populate_2m(m, start, end, altmap)
     partial = end - start < a.PAGES_PER_SECTION * a.struct_page_size
@@ -169,140 +177,6 @@ def vmemmap_populate(m: Machine, start: int, end: int, altmap: VmemAltmap | None
         vmemmap_populate_basepages(m, start, end, altmap if a.basepages_use_altmap else None)
     else:
         vmemmap_populate_hugepages(m, start, end, altmap)
-
-
-# -- ppc64 radix (arch/powerpc/mm/init_64.c, arch/powerpc/mm/book3s64/radix_pgtable.c) -------
-def _ppc64_radix_populate_6_6(m: Machine) -> bool:
-    """Does this kernel carry Aneesh Kumar K.V.'s 6.6 series ("Add support for DAX vmemmap
-    optimization for ppc64", v6 2023-07-24): 368a0590d954 "powerpc/book3s64/vmemmap: switch radix
-    to use a different vmemmap handling function" (``radix__vmemmap_populate``), f2b79c0d7968
-    "powerpc/book3s64/radix: add support for vmemmap optimization for radix" (the arch
-    ``vmemmap_populate_compound_pages``) and the ``PPC_RADIX_MMU`` select of
-    ``ARCH_WANT_OPTIMIZE_DAX_VMEMMAP``?  The last one is what the kernel variants record
-    (``m.kernel.dax_gate_arches``), and the three came together."""
-    return m.arch.name in (m.kernel.dax_gate_arches or ())
-
-
-def altmap_cross_boundary(m: Machine, altmap: VmemAltmap, start: int, page_size: int) -> bool:
-    """``altmap_cross_boundary(altmap, start, page_size)`` (arch/powerpc/mm/init_64.c, read in
-    Debian's 6.12.117; the same function since 5.x): would the vmemmap block at ``start``
-    describe pfns outside the device, ``start_pfn + nr_pfn - 1 > altmap->end_pfn`` or
-    ``start_pfn < altmap->base_pfn``?  The kernel's ``end_pfn`` is ``PHYS_PFN(nsio->res.end -
-    end_trunc)``, the device's last pfn; :class:`~vmemlab.frames.VmemAltmap` keeps the exclusive
-    end (``nvdimm_setup_pfn``), hence ``>=`` here."""
-    sps = m.arch.struct_page_size
-    start_pfn = start // sps
-    nr_pfn = page_size // sps
-    return start_pfn + nr_pfn - 1 >= altmap.end_pfn or start_pfn < altmap.base_pfn
-
-
-def _ram_block(m: Machine, order: int, function: str) -> int | None:
-    """``vmemmap_alloc_block_buf(size, node, NULL)``: a RAM block, or None if the buddy
-    allocator (or memblock at boot) has none."""
-    try:
-        return int(m.frames.alloc_ram(1, order, VMEMMAP, boot=m.booting, function=function)[0])
-    except KernelError:
-        return None
-
-
-def ppc64_vmemmap_populate_2m(m: Machine, start: int, end: int,
-                              altmap: VmemAltmap | None) -> None:
-    """ppc64 ``vmemmap_populate()`` before 6.6 (arch/powerpc/mm/init_64.c; the body became
-    ``__vmemmap_populate`` in v6 12/13 "powerpc/book3s64/radix: remove mmu_vmemmap_psize",
-    601f006fddc6): ``page_size = 1 << mmu_psize_defs[mmu_vmemmap_psize].shift``, which
-    ``radix__early_init_mmu`` set to 2 MiB (``MMU_PAGE_2M``) when the MMU has it.
-
-    ``start`` is aligned down to 2 MiB, so every 2 MiB of vmemmap VA the range touches gets one
-    ``PMD_SIZE`` block mapped by ``vmemmap_create_mapping`` (a radix PMD leaf) unless
-    ``vmemmap_populated()`` (modelled: the PMD entry exists).  The block comes from the altmap
-    only if ``!altmap_cross_boundary(altmap, start, page_size)`` and the altmap can supply it,
-    else from RAM; a RAM failure is ``-ENOMEM`` (no base-page fallback).  Not modelled: the
-    ``vmemmap_list`` bookkeeping (``struct vmemmap_backing`` entries, carved from pages of
-    ``vmemmap_alloc_block(PAGE_SIZE)``), which costs no vmemmap page."""
-    a, pt = m.arch, m.pgtables
-    order = a.PMD_SHIFT - a.page_shift
-    addr = start - start % a.PMD_SIZE
-    while addr < end:
-        k = addr >> a.PMD_SHIFT
-        pt.pmd_table_of(k)
-        if pt.pmd_entry(k) is None:
-            block = None
-            if altmap is not None and not altmap_cross_boundary(m, altmap, addr, a.PMD_SIZE):
-                block = m.frames.alloc_altmap(altmap, order)
-            if block is None:
-                block = _ram_block(m, order, "vmemmap_alloc_block_buf")
-            if block is None:
-                raise KernelError("ENOMEM", "vmemmap_populate",
-                                  f"no {a.PMD_SIZE >> 20} MiB block for vmemmap page "
-                                  f"{addr >> a.page_shift} (RAM exhausted)")
-            pt.set_pmd_leaf(k, block)
-        addr += a.PMD_SIZE
-
-
-def radix__vmemmap_pte_populate(m: Machine, vpn: int, altmap: VmemAltmap | None,
-                                reuse: int | None = None) -> int:
-    """``radix__vmemmap_pte_populate(pmdp, addr, node, altmap, reuse)``
-    (arch/powerpc/mm/book3s64/radix_pgtable.c, 6.6+; read in Debian's 6.12.117): only an empty
-    PTE changes.  Without ``reuse`` the page comes from the altmap unless
-    ``altmap_cross_boundary(altmap, addr, PAGE_SIZE)``, falling back to RAM when the altmap
-    has none; with ``reuse`` the PTE maps it (``get_page``).  Returns the mapped frame."""
-    a, pt = m.arch, m.pgtables
-    cur = pt.lookup(vpn)
-    if cur >= 0:
-        return cur
-    if reuse is not None:
-        return int(pt.populate_ptes(np.array([vpn], np.int64), reuse=reuse)[0])
-    if altmap is not None and altmap_cross_boundary(m, altmap, vpn << a.page_shift, a.PAGE_SIZE):
-        altmap = None
-
-    def fresh(n: int) -> np.ndarray:
-        if altmap is not None:
-            ids = m.frames.alloc_altmap_pages(altmap, n)
-            if ids is not None:
-                return ids
-        return m.frames.alloc_ram(n, 0, VMEMMAP, boot=m.booting,
-                                  function="vmemmap_alloc_block_buf")
-
-    return int(pt.populate_ptes(np.array([vpn], np.int64), fresh=fresh)[0])
-
-
-def radix__vmemmap_populate(m: Machine, start: int, end: int,
-                            altmap: VmemAltmap | None) -> None:
-    """``radix__vmemmap_populate(start, end, node, altmap)`` (arch/powerpc/mm/book3s64/
-    radix_pgtable.c, new in 6.6 with 368a0590d954; read in Debian's 6.12.117, Makefile
-    ``VERSION = 6``, ``PATCHLEVEL = 12``, ``SUBLEVEL = 117``).
-
-    ``start`` is aligned down to a page; then per PMD: an empty PMD whose address is
-    ``PMD_SIZE``-aligned and (with an altmap) passes ``altmap_cross_boundary(altmap, addr,
-    PMD_SIZE)`` gets a ``PMD_SIZE`` block -- the whole 2 MiB, the memmap of 128 16 MiB sections,
-    even when ``end`` is nearer -- from the altmap or RAM; a block the altmap or RAM cannot
-    supply, an unaligned address, a crossing block or a PMD that already holds a PTE table give
-    base pages (:func:`radix__vmemmap_pte_populate`), one page per step; a PMD leaf already there
-    is kept (``vmemmap_check_pmd``)."""
-    a, pt = m.arch, m.pgtables
-    order = a.PMD_SHIFT - a.page_shift
-    addr = start - start % a.PAGE_SIZE
-    while addr < end:
-        nxt = min(((addr >> a.PMD_SHIFT) + 1) << a.PMD_SHIFT, end)
-        k = addr >> a.PMD_SHIFT
-        pt.pmd_table_of(k)
-        entry = pt.pmd_entry(k)
-        if entry is None:
-            if addr % a.PMD_SIZE == 0 and not (
-                    altmap is not None and altmap_cross_boundary(m, altmap, addr, a.PMD_SIZE)):
-                if altmap is not None:
-                    block = m.frames.alloc_altmap(altmap, order)
-                else:
-                    block = _ram_block(m, order, "vmemmap_alloc_block_buf")
-                if block is not None:
-                    pt.set_pmd_leaf(k, block)
-                    addr = nxt
-                    continue
-        elif entry[0] == "leaf":
-            addr = nxt
-            continue
-        radix__vmemmap_pte_populate(m, addr >> a.page_shift, altmap)
-        addr += a.PAGE_SIZE
 
 
 def reuse_compound_section(m: Machine, start_pfn: int, pgmap: DevPagemap) -> bool:
@@ -355,9 +229,11 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
     previous section's last vmemmap page.  No altmap is ever used here.
     """
     a, pt = m.arch, m.pgtables
-    if a.arch_compound_override and _ppc64_radix_populate_6_6(m):
+    if a.arch_compound_override and ppc64_radix_vmemmap_6_6(m):
         # the ppc64 radix override came in 6.6 (f2b79c0d7968); 5.19-6.3 ran the generic code
         return radix_vmemmap_populate_compound_pages(m, start_pfn, start, end, pgmap)
+    if a.arch_compound_override:
+        refuse_generic_under_ppc64_leaf(m, start, end)
     if reuse_compound_section(m, start_pfn, pgmap):
         if m.kernel.pmd_reuse and _v3_pmd_reuse(m, start_pfn, start, end, pgmap):
             return
@@ -417,91 +293,6 @@ def _fill_empty_tables(m: Machine, start: int, end: int, per: int) -> bool:
     return True
 
 
-def radix__vmemmap_populate_address(m: Machine, vpn: int) -> int | None:
-    """``radix__vmemmap_populate_address(addr, node, NULL, NULL)`` (radix_pgtable.c, 6.6+): the
-    page tables down to the PTE and a new page if it is empty; ``None`` (the kernel's NULL) when
-    the PMD is a leaf ("mapped as a hugepage due to a nearby request")."""
-    pt = m.pgtables
-    if int(vpn >> pt.pte_bits) in pt.pmd_leaf:
-        return None
-    pt.pmd_table_of(int(vpn >> pt.pte_bits))
-    return radix__vmemmap_pte_populate(m, vpn, None)
-
-
-def vmemmap_compound_tail_page(m: Machine, addr: int, pfn_offset: int) -> int | None:
-    """``vmemmap_compound_tail_page(addr, pfn_offset, node)`` (radix_pgtable.c, 6.6+): the frame
-    of the compound page's second vmemmap page, ``map_addr = addr - pfn_offset *
-    sizeof(struct page) + PAGE_SIZE``; if its PTE is empty, the head vmemmap page
-    (``map_addr - PAGE_SIZE``) and then it are populated with new pages.  ``None`` when a PMD
-    leaf covers either (the caller then maps a page of its own)."""
-    a, pt = m.arch, m.pgtables
-    tail_vpn = (addr - pfn_offset * a.struct_page_size + a.PAGE_SIZE) >> a.page_shift
-    if int(tail_vpn >> pt.pte_bits) in pt.pmd_leaf:
-        return None
-    pt.pmd_table_of(int(tail_vpn >> pt.pte_bits))
-    cur = pt.lookup(tail_vpn)
-    if cur >= 0:
-        return cur
-    if radix__vmemmap_populate_address(m, tail_vpn - 1) is None:
-        return None
-    return radix__vmemmap_pte_populate(m, tail_vpn, None)
-
-
-def radix_vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end: int,
-                                          pgmap: DevPagemap) -> None:
-    """ppc64 radix's own ``vmemmap_populate_compound_pages(start_pfn, start, end, node, pgmap)``
-    (arch/powerpc/mm/book3s64/radix_pgtable.c; added in 6.6 by f2b79c0d7968 "powerpc/book3s64/
-    radix: add support for vmemmap optimization for radix"; read in Debian's 6.12.117).
-
-    ``for (addr = start; addr < end; addr = next)`` over the vmemmap VA (``start`` is not
-    page-aligned: a 16 MiB section's memmap is 16 KiB, a quarter of a 64K page):
-
-    * a PMD leaf there: skip to the next PMD (``next = pmd_addr_end(addr, end)``);
-    * a present PTE: skip one page ("a compound page whose VMEMMAP_RESERVE_NR pages were
-      mapped");
-    * ``pfn_offset = addr_pfn - ALIGN_DOWN(addr_pfn, nr_pages)`` of the struct page at ``addr``
-      (absolute pfns, not relative to the range) is 0: a new head vmemmap page and, through
-      :func:`radix__vmemmap_populate_address`, a new second page (``-ENOMEM`` if a PMD leaf
-      covers that one); ``next = addr + 2 * PAGE_SIZE``;
-    * otherwise the PTE maps the page :func:`vmemmap_compound_tail_page` returns, or a new page
-      of its own when that is ``None``.
-
-    Until the stable fix "powerpc/mm: fix wrong addr_pfn tracking in compound vmemmap
-    population" (Muchun Song, ``Fixes: f2b79c0d7968``; in 6.12.110 per Debian's changelog),
-    ``addr_pfn`` started at ``start_pfn`` and advanced by 1 or 2 per vmemmap page instead of
-    being ``page_to_pfn(addr)``.  Only the first iteration of a call reads it before it
-    drifts, and the calls ``__add_pages`` makes cover at most one section, 16 KiB of memmap,
-    so the loop runs past a head step only on a range that starts with a head page -- where
-    the next step is the ``next = addr + 2 * PAGE_SIZE`` one: both versions take the same
-    steps for every call modelled here (6.6, 6.12 and 6.12.117 alike).  No altmap is used."""
-    a, pt = m.arch, m.pgtables
-    nr = pgmap_vmemmap_nr(pgmap)
-    page, sps = a.PAGE_SIZE, a.struct_page_size
-    addr = start
-    while addr < end:
-        vpn = addr >> a.page_shift
-        k = vpn >> pt.pte_bits
-        if k in pt.pmd_leaf:
-            addr = min(((addr >> a.PMD_SHIFT) + 1) << a.PMD_SHIFT, end)
-            continue
-        pt.pmd_table_of(k)
-        if pt.lookup(vpn) >= 0:
-            addr += page
-            continue
-        pfn_offset = (addr // sps) % nr
-        if pfn_offset == 0:
-            radix__vmemmap_pte_populate(m, vpn, None)
-            if radix__vmemmap_populate_address(m, vpn + 1) is None:
-                raise KernelError("ENOMEM", "vmemmap_populate_compound_pages",
-                                  f"vmemmap page {vpn + 1} (a compound page's second page) "
-                                  "lies in a PMD leaf")
-            addr += 2 * page
-            continue
-        tail = vmemmap_compound_tail_page(m, addr, pfn_offset)
-        radix__vmemmap_pte_populate(m, vpn, None, tail)
-        addr += page
-
-
 def check_section_memmap_span(m: Machine, pfn: int, nr_pages: int) -> None:
     """The ``WARN_ON_ONCE`` at the top of ``__populate_section_memmap``: ``pfn`` and ``nr_pages``
     must be subsection-aligned (-ENOMEM, the kernel returns NULL).  ``populate_section_memmap``
@@ -532,8 +323,11 @@ def vmemmap_free(m: Machine, start: int, end: int, altmap: VmemAltmap | None) ->
 
     Clearing a PTE puts its page (a reused tail page is freed when its last PTE goes); a PMD
     block goes back to the altmap (``vmem_altmap_free``) or RAM; empty tables are freed.  Pages
-    at the edges that another present subsection's memmap still uses are kept."""
+    at the edges that another present subsection's memmap still uses are kept.  ppc64 radix
+    before 6.6 has its own: :func:`ppc64_vmemmap_free_2m`."""
     a = m.arch
+    if a.name == "ppc64-radix-64k" and not ppc64_radix_vmemmap_6_6(m):
+        return ppc64_vmemmap_free_2m(m, start, end, altmap)
     ps = a.page_shift
     vs, ve = start >> ps, -(-end >> ps)
     in_use = m.sparse.memmap_in_use

@@ -127,6 +127,29 @@ print("kernel 6.6,  order 1: frames left after removal:", m.state()["live_frames
 # Device-dax never uses order 1 (it offers 4K, 2M and 1G), so no real system hit this; since 6.6
 # (`VMEMMAP_RESERVE_NR`) such small orders are not deduplicated at all.
 #
+# ## A corner on ppc64 radix before 6.4
+#
+# ppc64 maps the vmemmap in 2 MiB blocks and records each block in a list (`vmemmap_list`,
+# arch/powerpc/mm/init_64.c); its `vmemmap_free` frees only the blocks on that list. From 5.19
+# to 6.3 a compound device-dax range took the generic `vmemmap_populate_compound_pages` there
+# too. That path maps base pages with PTEs and records nothing, so removal leaves them mapped.
+# Remove a 1 GiB compound namespace and count what stays:
+
+# %%
+for kernel in ("5.19", "6.1", "6.6"):
+    m = Machine("ppc64-radix-64k", kernel)
+    pg = DevPagemap(ranges=[(64 * GiB, 65 * GiB)], vmemmap_shift=14)
+    memremap_pages(m, pg)
+    memunmap_pages(m, pg)
+    print(f"kernel {kernel:4}: 64 KiB pages still allocated {m.ram.used}, "
+          f"vmemmap PTEs still mapped {m.pgtables.mapped_ptes()}")
+
+# %% [markdown]
+# **What to notice:** only 5.19 keeps pages and PTEs after the removal: the two vmemmap pages and
+# the page-table pages above them. 87a7ae75d738 (6.4,
+# backported to the 6.1 stable kernel modelled here) took ppc64 off the compound path. 6.6 gave
+# radix its own populate and free for compound pages.
+#
 # ## Exercises
 
 # %%
