@@ -18,6 +18,12 @@ every step: free pages the harness's way (``nr_free_pages`` + per-CPU lists afte
 while huge pages exist the head pfns from ``/proc/kpageflags`` (KPF_HUGE + KPF_COMPOUND_HEAD),
 which give the 128 MiB vmemmap regions (one PTE table each once split) they sit in.
 
+* ``repeat`` boot (``--boots repeat --reps "n0 a0 a0 a0 n0"``, no boot-time pages): identical
+  2 MiB cycles, read also after the kpageflags scan (``after_kpf``), after ``capture``
+  (``after_capture``) and twice after the dissolve (``dissolved``, ``settled``), so the
+  harness's own cost inside a dissolve's interval is measured part by part
+  (``compare_hvo.harness_costs``); written with ``--out results/hvorepeat-<version>.json``.
+
 Boot parameters: Debian's defaults (the package's config has ``INIT_ON_ALLOC_DEFAULT_ON=y``,
 ``HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON`` unset) plus the harness's ``console=ttyS0
 rdinit=/init nokaslr quiet loglevel=3 panic=-1``; nothing is added for speed.
@@ -125,6 +131,34 @@ done
 """
 
 
+#: ``repeat`` boot (issue 12 §2, the 2 MiB dissolve residual): no boot-time pages; each
+#: ``__REPS__`` item is ``a<hvo>`` (64 x 2M allocated and dissolved with the sysctl at <hvo>) or
+#: ``n<hvo>`` (the same steps with nothing allocated: the harness alone).  Besides the ``off``
+#: boot's phases it reads ``after_kpf`` (after the /proc/kpageflags scan), ``after_capture``
+#: (after ``capture``) and ``settled`` (a second read right after ``dissolved``), so each part
+#: of the allocated -> dissolved interval gets its own delta, and identical cycles repeat.
+REPEAT_BOOT = r"""
+dmesg -c > /tmp/dm 2>/dev/null; blob boot dmesg_boot /tmp/dm
+i=0
+for spec in __REPS__; do
+  i=$((i + 1)); kind=${spec%?}; hvo=${spec#?}
+  c=rep$i-$spec
+  rec config $c hugetlb 0 2M $hvo 0 0
+  echo $hvo > /proc/sys/vm/hugetlb_optimize_vmemmap
+  step $c before
+  HPN=64; [ $kind = n ] && HPN=0
+  timed $c alloc_s setnr $H2 $HPN
+  step $c allocated kpf
+  step $c after_kpf
+  capture hugetlb-rep$i
+  step $c after_capture
+  timed $c dissolve_s setnr $H2 0
+  step $c dissolved
+  step $c settled
+done
+"""
+
+
 def guest_script(body: str, nreads: int) -> str:
     """harness prelude (functions, modules, labels) + capture helpers + body + epilogue."""
     prelude = harness.guest_script([], nreads).split(harness.MARK_END)[0]
@@ -155,9 +189,15 @@ def summarize(parsed: dict) -> list[dict]:
         phases = {}
         for phase, rows in c["readings"].items():
             free = [r["nr_free_pages"] + r["pcp"] for r in rows]
-            med = {k: statistics.median(r.get(k, 0) for r in rows)
-                   for k in ("nr_memmap_pages", "nr_memmap_boot_pages", "nr_slab_unreclaimable",
-                             "nr_page_table_pages", "Percpu_kb", "VmallocUsed_kb")}
+            # every recorded field (the first runs kept only these six; the ``repeat`` boot
+            # needs slab reclaimable, anon/file/shmem and kernel stacks too)
+            keys = ("nr_memmap_pages", "nr_memmap_boot_pages", "nr_slab_unreclaimable",
+                    "nr_page_table_pages", "Percpu_kb", "VmallocUsed_kb",
+                    *sorted({k for r in rows for k in r} - {"i", "nr_memmap_pages",
+                            "nr_memmap_boot_pages", "nr_slab_unreclaimable",
+                            "nr_page_table_pages", "Percpu_kb", "VmallocUsed_kb"}))
+            med = {k: statistics.median(r.get(k, 0) for r in rows) for k in keys}
+            all_reads = {k: [r.get(k, 0) for r in rows] for k in keys if k in rows[0]}
             heads = []
             kp = c.get(f"kpf_{phase}")
             if isinstance(kp, str):
@@ -167,6 +207,7 @@ def summarize(parsed: dict) -> list[dict]:
             phases[phase] = {
                 "free_median": statistics.median(free),
                 "free_reads": free,
+                "reads": all_reads,
                 **{k: v for k, v in med.items()},
                 "hugetlb": c["hugetlb"].get(phase),
                 "kpf_heads": heads,
@@ -185,7 +226,8 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     work = args.cache / f"hvo-{kver}"
     work.mkdir(parents=True, exist_ok=True)
     machine = harness.Machine(ram_mib=args.ram_mib, nvdimm_gib=1, cpu=args.cpu)
-    body = {"off": OFF_BOOT, "on": ON_BOOT, "rt1g": RT1G_BOOT}[which]
+    body = {"off": OFF_BOOT, "on": ON_BOOT, "rt1g": RT1G_BOOT,
+            "repeat": REPEAT_BOOT.replace("__REPS__", args.reps)}[which]
     initrd = work / f"initramfs-{which}.cpio"
     initrd.write_bytes(harness.build_initramfs(root, kver, guest_script(body, args.reads)))
     backing = work / "nvdimm.img"
@@ -193,7 +235,7 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     cmd = harness.qemu_command(qemu, kernel, initrd, backing, machine)
     # rt1g: a fresh boot with no boot-time pages, 1 GiB runtime pages first (for kernels
     # whose runtime 1 GiB allocation fails after the other scenarios)
-    extra = "" if which == "rt1g" else f"{BOOT_PAGES} hugetlb_free_vmemmap={which}"
+    extra = "" if which in ("rt1g", "repeat") else f"{BOOT_PAGES} hugetlb_free_vmemmap={which}"
     if extra:
         cmd[cmd.index("-append") + 1] += " " + extra
     log = work / f"console-{which}.log"
@@ -204,7 +246,8 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
         backing.unlink(missing_ok=True)
     parsed = parse_hvo(console)
     files = dumpwalk.parse_files(console)
-    captured = dumpwalk.write_captured(files, kver, prefix="hvo")
+    # the repeat boot's captures only reproduce the off boot's steps; they are not kept
+    captured = [] if which == "repeat" else dumpwalk.write_captured(files, kver, prefix="hvo")
     return {"which": which, "kernel": {"package": kpkg, "version": kver},
             "cmdline_added": extra, "boot_seconds": round(seconds, 1),
             "qemu": {"command": [Path(cmd[0]).name, *[a.replace(str(args.cache), "$CACHE")
@@ -241,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--reads", type=int, default=5)
     r.add_argument("--timeout", type=float, default=1500.0)
     r.add_argument("--boots", nargs="+", default=["off", "on"])
+    r.add_argument("--reps", default="n0 a0 a0 a0 n0",
+                   help="repeat boot: a<hvo> = 64 x 2M cycle, n<hvo> = the same with nothing")
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--merge", action="store_true", help="append these boots to --out's boots")
     a = p.parse_args(argv)

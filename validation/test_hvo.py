@@ -6,9 +6,15 @@ Measured values come from the Debian guests (``hvo.py``); predictions from
 ``/tmp/dm`` (compare_hvo.py: the previous phase's dmesg, held in tmpfs pages during a phase's
 reads; it was the 29-page "residual" of 6.12.117's 1 GiB HVO-off allocation).  After that,
 allocations agree within ALLOC_NOISE = 8 pages (the harness's noise, validation/README.md;
-the largest seen is 4) and dissolves within NOISE = 24 (the 2 MiB dissolves lose 15-20 pages
-on both kernels, with hugetlb_optimize_vmemmap 0 and 1, 4 of them slab; the rest is not
-explained here); the vmstat counters must agree exactly.
+the largest seen is 4); the vmstat counters must agree exactly.
+
+A dissolve's delta also holds what the guest script ran between the allocated and the
+dissolved reads: the /proc/kpageflags scan (``kpf``) and, in the ``off`` boot, ``capture``.
+The ``repeat`` boots (``results/hvorepeat-*.json``, ``hvo.py run --boots repeat``) read after
+each part: the dissolve alone is the model within ALLOC_NOISE, and kpf+capture cost 0 to 28
+pages (``nr_slab_unreclaimable`` +6..+13 per capture).  So every committed dissolve must lie in
+the band those cycles span (compare_hvo.harness_band); that was the 15-20 pages the 2 MiB
+dissolves lost on both kernels.
 """
 
 from __future__ import annotations
@@ -84,10 +90,10 @@ def test_hvo_frees_vmemmap_as_arithmetic_says(rows):
 
 
 def test_dissolve_without_hvo_returns_everything(rows):
+    # measured - model inside the harness band of the repeat boot (kpf [+ capture] + noise)
     for r in _rt(rows):
         if r["scenario"].endswith("hvo0"):
-            assert abs(r["measured"]["dissolve_free_delta"]
-                       - r["model"]["dissolve_free_delta"]) <= NOISE
+            assert r["measured"]["residual_in_harness_band"], r["scenario"]
 
 
 def test_6_12_117_dissolve_after_hvo_leaks_the_page(rows):
@@ -123,8 +129,7 @@ def test_dissolve_matches_model(rows):
                 and not _engine_models_restore_bug()):
             left_out += 1
             continue
-        assert abs(r["measured"]["dissolve_free_delta"]
-                   - r["model"]["dissolve_free_delta"]) <= NOISE, r["scenario"]
+        assert r["measured"]["residual_in_harness_band"], r["scenario"]
     assert left_out in (0, 2)
 
 
@@ -141,3 +146,44 @@ def test_tmp_dm_correction(rows):
         if r["version"].startswith("6.12") and r["scenario"] == "rt-1G-hvo0":
             assert held == [-(-124891 // 4096), 1, 1] == [31, 1, 1]
             assert r["measured"]["alloc_free_delta_raw"] - r["model"]["alloc_free_delta"] == 29
+
+
+REPEATS = sorted((HERE / "results").glob("hvorepeat-*.json"))
+
+
+@pytest.fixture(params=REPEATS, ids=[p.stem for p in REPEATS])
+def cycles(request) -> list[dict]:
+    from compare_hvo import harness_costs
+
+    return harness_costs(json.loads(request.param.read_text()))
+
+
+def test_every_measured_kernel_has_a_repeat_boot():
+    # the dissolve band needs the harness's cost on the same kernel
+    assert {p.stem.removeprefix("hvo-") for p in FILES} == {
+        p.stem.removeprefix("hvorepeat-") for p in REPEATS}
+
+
+def test_repeat_dissolve_alone_matches_model(cycles):
+    # measured in the repeat boots: the echo 0 alone gives back 64 x 512 pages (a0), 64 x
+    # (512 - 7) on 6.1 with HVO (a1: the restore re-allocates 7 per page), and on 6.12.117 with
+    # HVO only minus the 448 re-allocated pages (the leak); n cycles: nothing.  Within
+    # ALLOC_NOISE of the model; the largest seen is 8 (an n cycle on 6.12.117)
+    assert {c["kind"] for c in cycles} >= {"a0", "n0"}
+    for c in cycles:
+        assert abs(c["dissolve"]) <= ALLOC_NOISE, c["cycle"]
+        assert abs(c["alloc"]) <= ALLOC_NOISE, c["cycle"]
+        assert c["pages"] == (0 if c["kind"][0] == "n" else 64)
+
+
+def test_repeat_capture_is_the_residual(cycles):
+    # measured: capture grows nr_slab_unreclaimable by 6-13 pages every time (never given
+    # back: the counter only rises through a boot), and kpf+capture cost 11-24 pages on 6.1
+    # (median 16) and 0-28 on 6.12.117 (median 11.5) -- the 15-20 pages the committed 2 MiB
+    # dissolves came out short
+    import statistics
+
+    for c in cycles:
+        assert 6 <= c["capture_counters"]["nr_slab_unreclaimable"] <= 13, c["cycle"]
+    cost = statistics.median(c["kpf"] + c["capture"] for c in cycles)
+    assert -20 <= cost <= -10
