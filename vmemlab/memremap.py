@@ -188,10 +188,8 @@ def _check_memmap_mapped(m: Machine, pfn: int, end_pfn: int) -> None:
             if (c * sz) % a.PAGE_SIZE]
     if not last:
         return
-    vpns = np.unique(np.array(last, np.int64))
-    frames, _ = m.pgtables.resolve(vpns)
-    if (frames < 0).any():
-        vpn = int(vpns[np.flatnonzero(frames < 0)[0]])
+    vpn = m.pgtables.first_unmapped(np.unique(np.array(last, np.int64)))
+    if vpn is not None:
         raise KernelError(
             "EFAULT", "memmap_init_zone_device",
             f"the memmap of pfns {pfn:#x}-{end_pfn - 1:#x} has a hole at vmemmap page {vpn}: "

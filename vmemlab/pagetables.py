@@ -263,6 +263,12 @@ class KernelPageTables:
             return np.full(vpns.size, -1, np.int64), sub
         return self.pte[t][vpns & self.pte_mask], sub
 
+    def first_unmapped(self, vpns: np.ndarray) -> int | None:
+        """The first of ``vpns`` that nothing maps, or None when every one is mapped."""
+        frames, _ = self.resolve(vpns)
+        hole = np.flatnonzero(frames < 0)
+        return int(np.asarray(vpns)[hole[0]]) if hole.size else None
+
     def resolve_pfn(self, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(home, pfn)`` of the physical page each vpn maps (pfn -1 where unmapped)."""
         frame, sub = self.resolve(vpns)

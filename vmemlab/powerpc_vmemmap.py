@@ -353,9 +353,8 @@ def ppc64_check_memmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) ->
     sz, ps = a.struct_page_size, a.page_shift
     lo, hi = (pfn * sz) >> ps, -(-(end_pfn * sz) // a.PAGE_SIZE)
     vpns = np.arange(lo, hi, dtype=np.int64)
-    frames, _ = pt.resolve(vpns)
-    if (frames < 0).any():
-        vpn = int(vpns[np.flatnonzero(frames < 0)[0]])
+    vpn = pt.first_unmapped(vpns)
+    if vpn is not None:
         raise KernelError(
             "EFAULT", "memmap_init_zone_device",
             f"vmemmap page {vpn} of pfns {pfn:#x}-{end_pfn - 1:#x} is not mapped: "
@@ -363,6 +362,7 @@ def ppc64_check_memmap(m: Machine, pgmap: DevPagemap, pfn: int, end_pfn: int) ->
             f"there is valid, and that range's memmap was mapped page by page by the generic "
             f"compound path (ppc64 radix 5.19-6.3); the kernel would fault writing those "
             f"struct pages")
+    frames, _ = pt.resolve(vpns)
     where: dict[int, list[int]] = {}
     ptrs = a.PTRS_PER_PTE
     for k in range(lo // ptrs, (hi - 1) // ptrs + 1):
