@@ -374,3 +374,34 @@ def test_ppc64_before_6_6_refused_compound_add_takes_back_its_own_pages():
             memremap_pages(m, DevPagemap(ranges=[(64 * GiB + 62 * MiB, 64 * GiB + 68 * MiB)],
                                          vmemmap_shift=5, name="dax1.0"))
         assert e.value.errno == "EEXIST" and m.state() == before
+
+
+def test_ppc64_before_6_6_populate_twice_leaks_then_free_twice_returns_both_blocks():
+    """The two branches of ppc64 vmemmap_populate/vmemmap_free (init_64.c before 6.6, read in
+    Debian's 6.1.176) no Machine operation reaches (a leaf stays only while a pfn of its block
+    is valid, and then vmemmap_populated() skips the block), called directly as the kernel
+    functions are.  With no valid subsection in the block, a second vmemmap_populate()
+    allocates a second 2 MiB block: vmemmap_list_populate() pushes it at the list head and
+    vmemmap_create_mapping() writes the PMD leaf over the first, which nothing maps any more.
+    vmemmap_free() then takes vmemmap_list_free(start), the first list entry with that
+    address, so the newest block (the leaf: cleared with the mapping), and a second call the
+    older one: freed although unmapped.  The vmemmap of 64 GiB is at offset
+    64G / 64K * 64 B = 64 MiB, PMD entry 64M / 2M = 32; a block is 2 MiB / 64 KiB = 32 pages."""
+    from vmemlab.powerpc_vmemmap import ppc64_vmemmap_free_2m, ppc64_vmemmap_populate_2m
+
+    m = Machine(PPC, "6.1", ram="1G")
+    before, data = m.state(), m.usage()["ram_data_pages"]
+    start = (64 * GiB >> 16) * 64
+    ppc64_vmemmap_populate_2m(m, start, start + 2 * MiB, None)
+    first = m.pgtables.pmd_leaf[32]
+    ppc64_vmemmap_populate_2m(m, start, start + 2 * MiB, None)
+    second = m.pgtables.pmd_leaf[32]
+    assert second != first and m.pgtables.leaked_blocks == [first]
+    assert m.vmemmap_list[32] == [first, second]
+    assert m.usage()["ram_data_pages"] == data + 64
+    ppc64_vmemmap_free_2m(m, start, start + 2 * MiB, None)
+    assert 32 not in m.pgtables.pmd_leaf and m.vmemmap_list[32] == [first]
+    assert m.usage()["ram_data_pages"] == data + 32  # the older block: still allocated
+    ppc64_vmemmap_free_2m(m, start, start + 2 * MiB, None)
+    assert m.pgtables.leaked_blocks == [] and 32 not in m.vmemmap_list
+    assert m.state() == before

@@ -32,8 +32,9 @@ NOISE = 24
 ALLOC_NOISE = 8
 
 
-@pytest.fixture(params=FILES, ids=[p.stem for p in FILES])
+@pytest.fixture(scope="module", params=FILES, ids=[p.stem for p in FILES])
 def rows(request) -> list[dict]:
+    # once per kernel (the model runs behind compare() take ~2 s; no test changes the rows)
     from compare_hvo import compare
 
     res = json.loads(request.param.read_text())
@@ -151,7 +152,7 @@ def test_tmp_dm_correction(rows):
 REPEATS = sorted((HERE / "results").glob("hvorepeat-*.json"))
 
 
-@pytest.fixture(params=REPEATS, ids=[p.stem for p in REPEATS])
+@pytest.fixture(scope="module", params=REPEATS, ids=[p.stem for p in REPEATS])
 def cycles(request) -> list[dict]:
     from compare_hvo import harness_costs
 
