@@ -63,9 +63,10 @@ def main() -> None:
                 model.append(view.seconds)
                 enc.append(ex.last_png_seconds)
                 msgs += view.message is not None
-                if args.png and view.figures:
+                if args.png and view.ok:  # a live view's figures are SVG: draw them again
+                    figs = ex.render_static(**ex.state).figures
                     t0 = time.perf_counter()
-                    for f in view.figures:
+                    for f in figs:
                         to_png(f, dpi=72)
                     png.append(time.perf_counter() - t0)
             for v in ex.slider_values():

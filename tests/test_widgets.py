@@ -296,6 +296,21 @@ def test_look_ahead_renders_the_same_view_as_a_fresh_render():
     assert ex.images.children and bytes(ex.images.children[0].value).startswith(b"<?xml")
 
 
+def test_cache_drops_the_least_recently_used_state_and_keeps_no_figures(monkeypatch):
+    """With room for two states, rendering A, B, using A again, then C drops B (the least
+    recently used), not A (the oldest): a reader going back to where a sweep started finds it
+    cached.  A cached state holds its SVG images, not the matplotlib figures they came from."""
+    import vmemlab.widgets.base as base
+
+    monkeypatch.setattr(base, "CACHE_STATES", 2)
+    ex = MappingExplorer()
+    a, b, c = (ex.validate({**ex.state, "order": o}) for o in (9, 10, 11))
+    for st in (a, b, a, c):
+        ex._rendered(st)
+    assert [dict(k)["order"] for k in ex._cache] == [9, 11]
+    assert all(r.view.figures == [] and r.images for r in ex._cache.values())
+
+
 def test_status_names_the_whole_state_even_controls_the_view_ignores():
     """Under "HugeTLB HVO" the struct-page view ignores map and strict (boot RAM memmap), but
     the status still says which state the controls show: a front-end waiting for the move it

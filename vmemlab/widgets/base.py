@@ -9,9 +9,10 @@ engine raises becomes a message in the widget, never a traceback; a value no con
 :class:`~vmemlab.ParameterError` text and the previous state stays.
 
 Speed (issue 14, ``benchmarks/bench_widgets.py`` / ``bench_browser.py``): a rendered state
-(numbers + encoded figures, still drawn from the model) is kept per explorer in a small LRU
-cache, and once the user moves a control, a background thread renders the states one more
-control move can reach (nearest values of the control just moved first), in small steps
+(numbers + encoded figures, still drawn from the model) is kept per explorer in an LRU cache
+(:data:`~vmemlab.widgets.render.CACHE_STATES` states of 16-44 KB of SVG each), and once the
+user moves a control, a background thread renders the states one more control move can reach
+(nearest values of the control just moved first), in small steps
 (:mod:`vmemlab.widgets.render`).  The model and matplotlib are not thread-safe, so every
 compute and every encode holds :data:`RENDER_LOCK`.
 """
@@ -23,7 +24,7 @@ import numbers
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -244,10 +245,13 @@ class Explorer:
 
     def _rendered(self, state: dict[str, Any]) -> Rendered:
         """The cached rendering of validated ``state``, computed and encoded on a miss."""
-        hit = self._cache.get(state_key(state))
+        key = state_key(state)
+        hit = self._cache.get(key)
         if hit is None:
             steps(self._render_steps(state))
-            hit = self._cache[state_key(state)]
+            hit = self._cache[key]
+        else:
+            self._cache.move_to_end(key)  # least recently *used* goes first
         return hit
 
     def _render_steps(self, state: dict[str, Any]) -> Iterator[None]:
@@ -266,8 +270,10 @@ class Explorer:
                 t0 = time.perf_counter()
                 images.append(to_svg(f))
                 enc += time.perf_counter() - t0
+        # the figures are in the SVGs now: a cached state keeps its numbers and images, not
+        # its matplotlib figures (about 1.2 MB each against 16-44 KB of SVG)
         self._cache[key] = Rendered(
-            view, tuple(images),
+            replace(view, figures=[]), tuple(images),
             tuple(f"{round(f.get_figwidth() * DISPLAY_DPI)}px" for f in view.figures),
             self._status_html(view, state=state), enc)
         while len(self._cache) > CACHE_STATES:
@@ -391,7 +397,9 @@ class Explorer:
         refused: the returned view carries the :class:`ParameterError` text, the widget shows
         it above the figures of the state it keeps, and the next update starts from that
         state.  A configuration the kernel refuses is a state like any other (its message is
-        shown; a control move gets out of it)."""
+        shown; a control move gets out of it).  The returned view carries the numbers and
+        notes; its figures are the widget's SVG images (:meth:`render_static` returns the
+        matplotlib figures)."""
         cand = {**self.state, **changes}
         if "arch" in changes:
             cand = self._clamped(cand)
@@ -419,6 +427,7 @@ class Explorer:
                 self.status.value = self._status_html(r.view, refused=self._refused)
                 self._refused = None
         if self._live and self.LOOK_AHEAD and kernel_shell() is not None:
+            AHEAD.quiet()
             AHEAD.submit(self, self.reachable(state, first=[k for k in changes if k in state]))
             log_update(explorer=self.TITLE, state=state, cached=self.last_cached,
                        seconds=time.perf_counter() - t0, model=r.view.seconds,

@@ -27,8 +27,9 @@ from typing import Any
 
 #: CSS pixels per inch the live figures are shown at (SVG's natural size: 1 pt = 4/3 px)
 DISPLAY_DPI = 96
-#: rendered states kept per explorer (numbers + encoded figures)
-CACHE_STATES = 48
+#: rendered states kept per explorer (numbers + encoded figures, least recently used
+#: dropped first): a few sweeps' worth, so the state a reader comes back to is still there
+CACHE_STATES = 256
 #: states one control move away that the background thread renders ahead, at most
 AHEAD_STATES = 40
 
@@ -51,6 +52,9 @@ def state_key(state: dict[str, Any]) -> tuple:
 
 #: the look-ahead starts a job only after the kernel ran no cell for this long (seconds)
 IDLE_SECONDS = 1.0
+#: and stands aside for this long after each live update (seconds): the update's messages
+#: leave the kernel while no other thread wants the interpreter
+QUIET_SECONDS = 0.12
 
 
 def kernel_shell() -> Any:
@@ -72,7 +76,10 @@ class Ahead:
     step.  A job starts only when no foreground update is in progress and no notebook cell
     has run for :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top
     to bottom, nbval -- never compete with it); a foreground update that finds its state
-    uncached waits for at most the one step in progress."""
+    uncached waits for at most the one step in progress, and after each live update the
+    worker stands aside for :data:`QUIET_SECONDS` (:meth:`quiet`) while the update's messages
+    leave the kernel: a job in progress would hold the interpreter lock for 5 ms slices
+    against the threads sending them."""
 
     def __init__(self) -> None:
         self.jobs: deque[tuple[Any, dict[str, Any]]] = deque()
@@ -83,6 +90,7 @@ class Ahead:
         self.last_cell = 0.0  # monotonic time the last cell finished
         self.busy = False  # a job is rendering now
         self.generation = 0  # bumped by each submit that replaces the queue
+        self.quiet_until = 0.0  # monotonic time before which the worker stands aside
         self._hooked = False
 
     def hook(self, shell: Any) -> None:
@@ -107,8 +115,19 @@ class Ahead:
         self.cells += 1
 
     def _idle(self) -> bool:
-        return (not self.waiting and not self.cells
-                and time.monotonic() - self.last_cell >= IDLE_SECONDS)
+        now = time.monotonic()
+        return (not self.waiting and not self.cells and now >= self.quiet_until
+                and now - self.last_cell >= IDLE_SECONDS)
+
+    def _aside(self) -> bool:
+        """Whether a job in progress stands aside now (a foreground update runs or its
+        messages are leaving)."""
+        return bool(self.waiting) or time.monotonic() < self.quiet_until
+
+    def quiet(self, seconds: float = QUIET_SECONDS) -> None:
+        """Stand aside for ``seconds`` from now (called after each live update)."""
+        with self.cv:
+            self.quiet_until = max(self.quiet_until, time.monotonic() + seconds)
 
     def submit(self, ex: Any, states: list[dict[str, Any]], replace: bool = True) -> None:
         with self.cv:
@@ -130,15 +149,15 @@ class Ahead:
         while True:
             with self.cv:
                 while not self.jobs or not self._idle():
-                    self.cv.wait(0.05)
+                    self.cv.wait(0.02)
                 ex, st = self.jobs.popleft()
                 self.busy = True
                 gen = self.generation
             try:
                 for _step in ex._render_steps(st):
                     with self.cv:  # stand aside while a foreground update runs
-                        while self.waiting:
-                            self.cv.wait(0.05)
+                        while self._aside():
+                            self.cv.wait(0.02)
                         # a newer interaction replaced the queue: finish this state only if
                         # it is still wanted, else start on what is nearest now
                         if self.generation != gen and not any(
