@@ -46,3 +46,27 @@ def pytest_configure(config: pytest.Config) -> None:
             f"pytest {pytest.__version__} breaks pytest-xdist's --dist loadgroup (notebook "
             "cells would be split over workers); install the test extra (pytest<9.2) or run "
             "with -n 0")
+
+
+#: stateful-machine steps the reports carried (``stateful_steps``, tests/test_stateful.py):
+#: summed here, in the process that writes the terminal, so xdist workers' steps count too
+_STATEFUL = {"steps": 0, "tests": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        for key, value in report.user_properties:
+            if key == "stateful_steps":
+                _STATEFUL["steps"] += int(value)
+                _STATEFUL["tests"] += 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _STATEFUL["tests"]:
+        import os
+
+        seed = config.getoption("hypothesis_seed", None)
+        terminalreporter.write_line(
+            f"stateful machine: {_STATEFUL['steps']} steps over {_STATEFUL['tests']} arch x "
+            f"kernel tests (hypothesis profile "
+            f"{os.environ.get('HYPOTHESIS_PROFILE', 'ci')}, seed {seed})")

@@ -8,11 +8,12 @@ Hypothesis profiles (``HYPOTHESIS_PROFILE`` selects one; the README's test comma
 * ``deep``: random exploration for long runs, many more examples and stateful steps::
 
       HYPOTHESIS_PROFILE=deep python3 -m pytest tests/test_stateful.py -p no:cacheprovider \
-          --hypothesis-seed=1 -s
+          --hypothesis-seed=1
 
   ``VMEMLAB_DEEP_EXAMPLES`` (default 200) sets the examples per test (per arch x kernel pair
-  for the state machine, 60 steps each).  Run it with several ``--hypothesis-seed=N`` values
-  too; every property must hold for any seed.
+  for the state machine, 60 steps each); the run's summary ends with the steps it took
+  (``stateful machine: N steps``, from the root ``conftest.py``).  Run it with several
+  ``--hypothesis-seed=N`` values too; every property must hold for any seed.
 * ``seeded``: the ``ci`` example counts, but drawn from ``--hypothesis-seed=N`` instead of
   derandomised (under ``ci`` hypothesis ignores the seed), to check that every property test
   passes under other seeds::

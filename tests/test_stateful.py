@@ -423,20 +423,19 @@ def _machine_for(arch: str, kernel: str) -> type[VmemmapMachine]:
 
 
 @pytest.mark.parametrize("arch,kernel", ARCH_KERNELS)
-def test_engine_state_machine(arch, kernel):
+def test_engine_state_machine(arch, kernel, record_property):
     """The state machine on one arch x kernel variant (ci: a few derandomised examples per
     pair, and as many drawn from --hypothesis-seed under ``seeded``; deep: as many as the
-    profile says)."""
+    profile says).  The steps it ran go into the report (``stateful_steps``), which the
+    root conftest sums into the run's closing summary line."""
     deep = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
-    run_state_machine_as_test(
-        _machine_for(arch, kernel),
-        settings=settings(settings.default,
-                          max_examples=settings.default.max_examples if deep else 6,
-                          stateful_step_count=settings.default.stateful_step_count if deep
-                          else 25))
-
-
-def test_state_machine_counts_its_steps():
-    """The deep run's report: steps taken so far in this session (printed with -s)."""
-    print(f"\nstateful steps run: {STEPS[0]}")
-    assert STEPS[0] >= 0
+    before = STEPS[0]
+    try:
+        run_state_machine_as_test(
+            _machine_for(arch, kernel),
+            settings=settings(settings.default,
+                              max_examples=settings.default.max_examples if deep else 6,
+                              stateful_step_count=settings.default.stateful_step_count if deep
+                              else 25))
+    finally:
+        record_property("stateful_steps", STEPS[0] - before)
