@@ -296,6 +296,28 @@ def test_look_ahead_renders_the_same_view_as_a_fresh_render():
     assert ex.images.children and bytes(ex.images.children[0].value).startswith(b"<?xml")
 
 
+def test_look_ahead_thread_fallback_renders_what_the_process_renders():
+    """Where no child process can start (``Ahead.worker is False``, as after a failed start
+    or with VMEMLAB_AHEAD=thread) the look-ahead renders in its thread; the cached state is
+    the one the process renders (same numbers, same SVG bytes: the encoding is
+    deterministic)."""
+    from vmemlab.widgets.render import Ahead
+
+    states = []
+    for worker in (None, False):
+        ahead, ex = Ahead(), SavingsExplorer()
+        ahead.worker = worker
+        target = ex.validate({**ex.state, "order": 12})
+        ahead.submit(ex, [target])
+        ahead.drain()
+        (r,) = ex._cache.values()
+        states.append((r.view.text, r.images, r.status))
+        assert (ahead.worker is False) == (worker is False)
+        if ahead.worker:
+            ahead.worker.close()
+    assert states[0] == states[1]
+
+
 def test_cache_drops_the_least_recently_used_state_and_keeps_no_figures(monkeypatch):
     """With room for two states, rendering A, B, using A again, then C drops B (the least
     recently used), not A (the oldest): a reader going back to where a sweep started finds it

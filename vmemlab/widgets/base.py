@@ -272,10 +272,15 @@ class Explorer:
                 enc += time.perf_counter() - t0
         # the figures are in the SVGs now: a cached state keeps its numbers and images, not
         # its matplotlib figures (about 1.2 MB each against 16-44 KB of SVG)
-        self._cache[key] = Rendered(
+        self._store(key, Rendered(
             replace(view, figures=[]), tuple(images),
             tuple(f"{round(f.get_figwidth() * DISPLAY_DPI)}px" for f in view.figures),
-            self._status_html(view, state=state), enc)
+            self._status_html(view, state=state), enc))
+
+    def _store(self, key: tuple, r: Rendered) -> None:
+        """Put a rendered state into the cache (a state rendered meanwhile stays as it is),
+        dropping the least recently used beyond :data:`CACHE_STATES`."""
+        self._cache.setdefault(key, r)
         while len(self._cache) > CACHE_STATES:
             self._cache.popitem(last=False)
 

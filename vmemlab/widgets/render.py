@@ -1,13 +1,16 @@
 """Rendering machinery of the explorers: the per-state cache entry, the look-ahead thread and
 an optional per-update timing log (split out of :mod:`vmemlab.widgets.base`).
 
-The look-ahead renders a state in small steps (the model, then each figure's encoding), each
-under :data:`~vmemlab.viz._style.RENDER_LOCK`, and between steps stands aside while a
-foreground update is in progress, so an update that misses the cache waits for at most one
-step, not one whole state.  The interpreter's thread switch interval stays CPython's 5 ms:
-lowering it to 1 ms made chapter 07's cached moves slower in the browser (median 155-172 ms
-against 101-111 ms, ``bench_browser.py 07`` at load 1.6-2.2), the kernel's message threads
-being interrupted more often.
+The look-ahead renders in a child process (:class:`Worker`, at a lower CPU priority), so it
+never holds the kernel's interpreter lock while a control move's messages come and go
+(``bench_browser.py 04`` at load 2.4-2.8: median 105 -> 98 ms, the kernel's share of a move
+23 -> 14 ms).  Where no process can start it renders in its thread, a state in small steps
+(the model, then each figure's encoding), each under :data:`~vmemlab.viz._style.RENDER_LOCK`,
+standing aside between steps while a foreground update is in progress, so an update that
+misses the cache waits for at most one step, not one whole state.  The interpreter's thread
+switch interval stays CPython's 5 ms: lowering it to 1 ms made chapter 07's cached moves slower
+in the browser (median 155-172 ms against 101-111 ms, ``bench_browser.py 07`` at load
+1.6-2.2), the kernel's message threads being interrupted more often.
 
 ``VMEMLAB_WIDGET_LOG=<path>`` appends one JSON line per live update (explorer, state, whether
 it came from the cache, seconds spent) -- what ``benchmarks/bench_browser.py`` reads to split
@@ -91,6 +94,11 @@ class Ahead:
         self.busy = False  # a job is rendering now
         self.generation = 0  # bumped by each submit that replaces the queue
         self.quiet_until = 0.0  # monotonic time before which the worker stands aside
+        #: the process rendering for the look-ahead (started on the first job; ``False``:
+        #: it could not start or died, so the thread renders); ``VMEMLAB_AHEAD=thread``
+        #: keeps the rendering in the thread
+        self.worker: Worker | None | bool = (
+            False if os.environ.get("VMEMLAB_AHEAD") == "thread" else None)
         self._hooked = False
 
     def hook(self, shell: Any) -> None:
@@ -154,6 +162,8 @@ class Ahead:
                 self.busy = True
                 gen = self.generation
             try:
+                if self._remote(ex, st):
+                    continue
                 for _step in ex._render_steps(st):
                     with self.cv:  # stand aside while a foreground update runs
                         while self._aside():
@@ -169,6 +179,28 @@ class Ahead:
                 with self.cv:
                     self.busy = False
                     self.cv.notify_all()
+
+    def _remote(self, ex: Any, st: dict[str, Any]) -> bool:
+        """Render ``st`` for ``ex`` in the worker process and cache it; ``False`` when the
+        thread has to render it (no worker, or the worker could not)."""
+        if self.worker is False:
+            return False
+        key = state_key(st)
+        if key in ex._cache:
+            return True
+        if self.worker is None:
+            try:
+                self.worker = Worker()
+            except Exception:  # noqa: BLE001 - no process here: render in the thread
+                self.worker = False
+                return False
+        r = self.worker.render(ex, st)
+        if r is None:
+            if not self.worker.proc.is_alive():
+                self.worker = False
+            return False
+        ex._store(key, r)
+        return True
 
     def drain(self) -> None:
         """Wait until every submitted state has been rendered (tests; the worker must be idle,
@@ -209,6 +241,66 @@ def steps(gen: Iterator[None]) -> None:
     """Run every step of a render generator at once (what a foreground update does)."""
     for _ in gen:
         pass
+
+
+def _serve(conn: Any) -> None:
+    """The look-ahead process: render each ``(module, class, state)`` it is sent with a fresh
+    explorer of that class (an explorer's view depends only on its class and state) and send
+    back the :class:`Rendered` (no matplotlib figures: it pickles in about 50 KB), or the
+    error.  Ends when the kernel's end of the pipe closes."""
+    import importlib
+
+    try:  # the reader's move, its messages and the browser go first
+        os.nice(10)
+    except OSError:  # pragma: no cover - a platform without nice
+        pass
+    explorers: dict[tuple[str, str], Any] = {}
+    while True:
+        try:
+            mod, name, state = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            ex = explorers.get((mod, name))
+            if ex is None:
+                ex = explorers[(mod, name)] = getattr(importlib.import_module(mod), name)()
+            steps(ex._render_steps(state))
+            reply: tuple[str, Any] = ("ok", ex._cache.pop(state_key(state)))
+        except Exception as e:  # noqa: BLE001 - the kernel renders this state itself
+            reply = ("error", repr(e))
+        conn.send(reply)
+
+
+class Worker:
+    """A child process (``spawn``: a fresh interpreter, no copy of the kernel's threads) that
+    renders look-ahead states, so that the look-ahead never holds the kernel's interpreter
+    lock: with a thread, every message a control move sends or receives waited for the
+    renderer's 5 ms lock slices.  Started on the look-ahead's first job; any failure makes
+    :meth:`render` return ``None`` and the look-ahead renders in its thread as before."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), name="vmemlab-ahead",
+                                daemon=True)
+        self.proc.start()
+        child.close()
+
+    def render(self, ex: Any, state: dict[str, Any]) -> Rendered | None:
+        """``ex``'s rendering of ``state`` from the child (blocks; ``None`` if it cannot)."""
+        cls = type(ex)
+        try:
+            self.conn.send((cls.__module__, cls.__qualname__, state))
+            kind, value = self.conn.recv()
+        except (EOFError, OSError, ValueError, TypeError, AttributeError):
+            return None
+        return value if kind == "ok" else None
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.join(timeout=5)
 
 
 AHEAD = Ahead()
