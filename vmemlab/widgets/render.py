@@ -19,7 +19,9 @@ the kernel's share of a move from the transfer and the browser's.
 
 from __future__ import annotations
 
+import importlib
 import json
+import multiprocessing
 import os
 import threading
 import time
@@ -248,8 +250,6 @@ def _serve(conn: Any) -> None:
     explorer of that class (an explorer's view depends only on its class and state) and send
     back the :class:`Rendered` (no matplotlib figures: it pickles in about 50 KB), or the
     error.  Ends when the kernel's end of the pipe closes."""
-    import importlib
-
     try:  # the reader's move, its messages and the browser go first
         os.nice(10)
     except OSError:  # pragma: no cover - a platform without nice
@@ -279,8 +279,6 @@ class Worker:
     :meth:`render` return ``None`` and the look-ahead renders in its thread as before."""
 
     def __init__(self) -> None:
-        import multiprocessing
-
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child,), name="vmemlab-ahead",
