@@ -2,6 +2,8 @@
 notebook too: ``pytest --nbval notebooks/04-*.ipynb`` loads this file, not tests/conftest.py).
 """
 
+import os
+
 import pytest
 
 # -- spreading the suite over pytest-xdist workers (``-n auto --dist loadgroup`` in
@@ -63,8 +65,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     if _STATEFUL["tests"]:
-        import os
-
         seed = config.getoption("hypothesis_seed", None)
         terminalreporter.write_line(
             f"stateful machine: {_STATEFUL['steps']} steps over {_STATEFUL['tests']} arch x "

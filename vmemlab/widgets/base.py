@@ -11,10 +11,11 @@ engine raises becomes a message in the widget, never a traceback; a value no con
 Speed (issue 14, ``benchmarks/bench_widgets.py`` / ``bench_browser.py``): a rendered state
 (numbers + encoded figures, still drawn from the model) is kept per explorer in an LRU cache
 (:data:`~vmemlab.widgets.render.CACHE_STATES` states of 16-44 KB of SVG each), and once the
-user moves a control, a background thread renders the states one more control move can reach
-(nearest values of the control just moved first), in small steps
-(:mod:`vmemlab.widgets.render`).  The model and matplotlib are not thread-safe, so every
-compute and every encode holds :data:`RENDER_LOCK`.
+user moves a control, a look-ahead renders the states one more control move can reach
+(nearest values of the control just moved first) in a child process, or where none can start
+in a background thread in small steps (:mod:`vmemlab.widgets.render`).  The model and
+matplotlib are not thread-safe, so every compute and every encode in the kernel holds
+:data:`RENDER_LOCK`.
 """
 
 from __future__ import annotations

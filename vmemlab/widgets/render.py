@@ -1,5 +1,5 @@
-"""Rendering machinery of the explorers: the per-state cache entry, the look-ahead thread and
-an optional per-update timing log (split out of :mod:`vmemlab.widgets.base`).
+"""Rendering machinery of the explorers: the per-state cache entry, the look-ahead (a thread
+and the process it feeds) and an optional per-update timing log (split out of :mod:`vmemlab.widgets.base`).
 
 The look-ahead renders in a child process (:class:`Worker`, at a lower CPU priority), so it
 never holds the kernel's interpreter lock while a control move's messages come and go
@@ -74,10 +74,12 @@ def kernel_shell() -> Any:
 
 
 class Ahead:
-    """One daemon thread rendering, while nobody waits, the states the user can reach next.
+    """One daemon thread getting rendered, while nobody waits, the states the user can reach
+    next: by the :class:`Worker` process, or itself where there is none.
 
     :meth:`submit` replaces the queue (only the latest interaction matters); each job renders
-    one state (``ex._render_steps(state)``, nothing when it is cached already) step by
+    one state (in the worker, else ``ex._render_steps(state)``; nothing when it is cached
+    already) step by
     step.  A job starts only when no foreground update is in progress and no notebook cell
     has run for :data:`IDLE_SECONDS` (cells that run back to back -- a notebook executed top
     to bottom, nbval -- never compete with it); a foreground update that finds its state
