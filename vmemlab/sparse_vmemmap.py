@@ -264,8 +264,20 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
     else:
         # A compound memmap smaller than two pages (5.19 with tiny orders): each step populates
         # the page of ``addr`` and the page after it, which may lie past ``end``.
-        vpns = np.unique(np.concatenate((addrs >> ps, (addrs + page) >> ps)))
-        pt.populate_ptes(vpns, fresh=fresh)
+        pt.populate_ptes(_page_and_next(addrs >> ps), fresh=fresh)
+
+
+def _page_and_next(vpns: np.ndarray) -> np.ndarray:
+    """The distinct pages of ``vpns`` (ascending) and of the page after each, ascending: the
+    union of ``addr >> PAGE_SHIFT`` and ``(addr + PAGE_SIZE) >> PAGE_SHIFT``, which is that
+    vpn + 1.  Linear (a mask over the span), where ``np.unique`` hashed twice as many."""
+    if vpns.size == 0:
+        return vpns
+    lo = int(vpns[0])
+    mark = np.zeros(int(vpns[-1]) - lo + 2, bool)
+    mark[vpns - lo] = True
+    mark[vpns - lo + 1] = True
+    return np.flatnonzero(mark) + lo
 
 
 def _fill_empty_tables(m: Machine, start: int, end: int, per: int) -> bool:
