@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from ._style import C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure
+from ._style import C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure, place
 from .adapters import as_source
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def init_writes_view(p: Plan, compound: int = 0, max_rows: int = 12) -> Figure:
             else:
                 kind = "unwritten"
             seen.add(kind)
-            ax.add_patch(Rectangle((j * cell, yy), cell, 0.8, fc=_COLOURS[kind], ec="white",
+            place(ax, Rectangle((j * cell, yy), cell, 0.8, fc=_COLOURS[kind], ec="white",
                                    lw=0.2))
         where = "own page" if first == i else f"maps vmemmap page {first}'s page"
         ax.text(-0.1, yy + 0.4, f"vmemmap page {i}", ha="right", va="center", fontsize=FONT - 1)

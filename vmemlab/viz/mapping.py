@@ -21,7 +21,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 from ..hugetlb_vmemmap import vmemmap_page_count
 from ..memremap import pgmap_vmemmap_nr
 from ..units import format_size
-from ._style import C_DEVICE, C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure
+from ._style import C_DEVICE, C_MUTED, C_OWN, C_REUSED, C_VIRT, FONT, new_figure, place
 from .adapters import (
     Mapping,
     Source,
@@ -138,7 +138,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
         rect = Rectangle((X_R0, y0 - 0.38), X_R1 - X_R0, y1 - y0 + 0.76, facecolor=color,
                          edgecolor="black", lw=0.8, alpha=0.9, hatch="//" if dev else None,
                          gid=f"frame:{fid}")
-        ax.add_patch(rect)
+        place(ax, rect)
         sel = mp.frame == fid
         nmaps = int(sel.sum())
         rc = vmemmap_page_count(m, fid)  # HVO's remapped PTEs hold no reference
@@ -158,7 +158,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
         counts["frames"] += 1
     for y, it in group_rows:
         nfr = np.unique(mp.frame[it.lo:it.hi]).size
-        ax.add_patch(Rectangle((X_R0, y - 0.38), X_R1 - X_R0, 0.76, facecolor="white",
+        place(ax, Rectangle((X_R0, y - 0.38), X_R1 - X_R0, 0.76, facecolor="white",
                                edgecolor=C_MUTED, ls="--", lw=0.8, gid=f"group:{nfr}"))
         ax.text((X_R0 + X_R1) / 2, y, f"… {nfr} more frames", ha="center", va="center",
                 fontsize=FONT - 1, color="black")
@@ -174,7 +174,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
             reused = bool(mp.reused[it.lo:it.hi].all())
             word = "PMD-mapped pages" if mp.leaf[it.lo:it.hi].all() else "PTEs"
             target = f"frame #{fid}" if fid >= 0 else f"{fr.size} frames"
-            ax.add_patch(Rectangle((X_L0, y - 0.38), X_L1 - X_L0, 0.76, facecolor="white",
+            place(ax, Rectangle((X_L0, y - 0.38), X_L1 - X_L0, 0.76, facecolor="white",
                                    edgecolor=C_MUTED, ls="--", lw=0.8))
             ax.text((X_L0 + X_L1) / 2, y, f"… {n} more vmemmap pages\n{n} more {word} → {target}",
                     ha="center", va="center", fontsize=FONT - 1, style="italic",
@@ -182,7 +182,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
             arr = FancyArrowPatch((X_L1, y), (X_R0, ty), arrowstyle="-|>", mutation_scale=10,
                                   color=C_REUSED if reused else C_MUTED, lw=1.6, ls="--",
                                   gid=f"elided:{n}:{fid}")
-            ax.add_patch(arr)
+            place(ax, arr)
             counts["elided"] += 1
             continue
         r = it.lo
@@ -191,7 +191,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
         what = f"struct pages {s0}–{s1}" if s1 > s0 else f"struct page {s0}"
         if s0 == 0:
             what += " (head)"
-        ax.add_patch(Rectangle((X_L0, y - 0.38), X_L1 - X_L0, 0.76, facecolor=C_VIRT,
+        place(ax, Rectangle((X_L0, y - 0.38), X_L1 - X_L0, 0.76, facecolor=C_VIRT,
                                edgecolor="black", lw=0.8, gid=f"vpage:{vpn}"))
         ax.text((X_L0 + X_L1) / 2, y, f"vmemmap page {vpn - int(mp.vpns[0])}\n{what}",
                 ha="center", va="center", fontsize=FONT - 1)
@@ -208,7 +208,7 @@ def draw_mapping(ax: Axes, mp: Mapping, m: Machine, *, first_byte: int, nr: int,
                               ls=(0, (5, 2)) if rdonly else "-",
                               gid=f"pte:{vpn}:{fid}:{'reuse' if reused else 'own'}"
                                   + (":ro" if rdonly else ""))
-        ax.add_patch(arr)
+        place(ax, arr)
         counts["arrows"] += 1
     ax.set_xlim(-0.1, X_R1 + 0.1)
     ax.set_ylim(len(items) - 0.4, -1.1)

@@ -30,7 +30,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..memremap import pgmap_altmap
 from ..units import format_size
-from ._style import C_DEVICE, C_OWN, C_REUSED, C_TABLE, C_VIRT, FONT, new_figure
+from ._style import C_DEVICE, C_OWN, C_REUSED, C_TABLE, C_VIRT, FONT, new_figure, place
 from .adapters import as_source, read_mapping
 
 
@@ -130,7 +130,7 @@ def pipeline_view(p: Any, title: str | None = None) -> Figure:
     height = max(len(s.lines) for s in stages) * 0.34 + 0.9
     for i, s in enumerate(stages):
         x = i * (w + gap)
-        ax.add_patch(FancyBboxPatch((x, 0), w, height, boxstyle="round,pad=0.05",
+        place(ax, FancyBboxPatch((x, 0), w, height, boxstyle="round,pad=0.05",
                                     facecolor=s.color, alpha=0.18, edgecolor="black", lw=0.9,
                                     gid=f"stage:{s.function}"))
         ax.text(x + w / 2, height - 0.22, s.function, ha="center", va="top",
@@ -141,7 +141,7 @@ def pipeline_view(p: Any, title: str | None = None) -> Figure:
             ax.text(x + w / 2, height - 1.0 - 0.34 * j, line, ha="center", va="top",
                     fontsize=FONT)
         if i + 1 < n:
-            ax.add_patch(FancyArrowPatch((x + w + 0.06, height / 2),
+            place(ax, FancyArrowPatch((x + w + 0.06, height / 2),
                                          (x + w + gap - 0.06, height / 2),
                                          arrowstyle="-|>", mutation_scale=14, lw=1.4,
                                          color="black"))

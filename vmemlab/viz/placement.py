@@ -19,7 +19,7 @@ from ..frames import DEVICE, PAGETABLE, RAM, VMEMMAP
 from ..memremap import pgmap_altmap
 from ..nvdimm_pfn import nd_info_block_reserve
 from ..units import format_size
-from ._style import C_DEVICE, C_MUTED, C_OWN, C_TABLE, FONT, OKABE_ITO, fmt_bytes, new_figure
+from ._style import C_DEVICE, C_MUTED, C_OWN, C_TABLE, FONT, OKABE_ITO, fmt_bytes, new_figure, place
 from .adapters import as_source, device_frame_spans, pages_by_home_kind
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def placement_view(*plans: Plan) -> Figure:
         for name, s, e in segs:
             w = max((e - s) / total, MIN_FRAC)
             color, hatch = SEG_STYLE[name]
-            ax_l.add_patch(Rectangle((x, y0), w, 1, facecolor=color, edgecolor="black", lw=0.6,
+            place(ax_l, Rectangle((x, y0), w, 1, facecolor=color, edgecolor="black", lw=0.6,
                                      hatch=hatch, gid=f"seg:{p.map}:{name}"))
             x += w
         ax_l.text(0.98 * x, y0 + 0.5, "\n".join(f"{nm}: {_exact(e - s)}" for nm, s, e in segs),

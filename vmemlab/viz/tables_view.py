@@ -19,7 +19,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 from ..errors import ParameterError
 from ..memremap import pgmap_vmemmap_nr
 from ..units import format_size
-from ._style import C_DEVICE, C_OWN, C_REUSED, C_TABLE, C_VIRT, FONT, fmt_bytes, new_figure
+from ._style import C_DEVICE, C_OWN, C_REUSED, C_TABLE, C_VIRT, FONT, fmt_bytes, new_figure, place
 from .adapters import Source, as_source, compound_vpns, frame_label, source_label
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def _spread(want: list[float], lo: float = 0.0) -> list[float]:
 
 def _box(ax: Axes, x: float, y: float, text: str, color: str, gid: str, hatch=None,
          light: bool = False, w: float = W) -> None:
-    ax.add_patch(Rectangle((x, y - 0.42), w, 0.84, facecolor=color, edgecolor="black", lw=0.8,
+    place(ax, Rectangle((x, y - 0.42), w, 0.84, facecolor=color, edgecolor="black", lw=0.8,
                            hatch=hatch, gid=gid))
     ax.text(x + w / 2, y, text, ha="center", va="center", fontsize=FONT - 1,
             color="black" if light or hatch else "white",
@@ -89,7 +89,7 @@ def _box(ax: Axes, x: float, y: float, text: str, color: str, gid: str, hatch=No
 
 def _arrow(ax: Axes, p0, p1, color: str, gid: str, label: str | None = None,
            ls: str = "-") -> None:
-    ax.add_patch(FancyArrowPatch(p0, p1, arrowstyle="-|>", mutation_scale=10, color=color,
+    place(ax, FancyArrowPatch(p0, p1, arrowstyle="-|>", mutation_scale=10, color=color,
                                  lw=1.2, ls=ls, gid=gid, shrinkA=0, shrinkB=0))
     if label:
         t = 0.35  # far enough along that labels of arrows to adjacent frames do not touch

@@ -20,7 +20,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from ..frames import DEVICE
 from ..units import format_size
-from ._style import C_DEVICE, C_MUTED, C_OWN, C_TABLE, C_VIRT, FONT, new_figure
+from ._style import C_DEVICE, C_MUTED, C_OWN, C_TABLE, C_VIRT, FONT, new_figure, place
 from .adapters import frame_label
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 6
     for it, x0 in zip(items, xs):
         if "gap" in it:
             for y in (Y_PHYS, Y_VIRT):
-                ax.add_patch(Rectangle((x0, y), W_GAP, H, fc="white", ec=C_MUTED, ls=":"))
+                place(ax, Rectangle((x0, y), W_GAP, H, fc="white", ec=C_MUTED, ls=":"))
             absent, skipped = it["gap"] - it["left_out"], it["left_out"]
             phys = "\n".join(([f"{absent} absent\nsections"] if absent else [])
                              + ([f"{skipped} present,\nnot drawn"] if skipped else []))
@@ -117,21 +117,21 @@ def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 6
                     fontsize=FONT - 2, color=C_MUTED)
             continue
         fill = C_DEV_MEM if it["device"] else C_RAM_MEM
-        ax.add_patch(Rectangle((x0, Y_PHYS), W_SEC, H, fc="white", ec="black", lw=0.8))
+        place(ax, Rectangle((x0, Y_PHYS), W_SEC, H, fc="white", ec="black", lw=0.8))
         frac = it["subsections"] / it["of"]
-        ax.add_patch(Rectangle((x0, Y_PHYS), W_SEC * frac, H, fc=fill, ec="none"))
+        place(ax, Rectangle((x0, Y_PHYS), W_SEC * frac, H, fc=fill, ec="none"))
         what = "device" if it["device"] else "RAM"
         part = "" if frac == 1 else f"\n{it['subsections']}/{it['of']} subsections"
         at = format_size(it["nr"] << a.section_size_bits) if it["nr"] else "0"
         ax.text(x0 + W_SEC / 2, Y_PHYS + H / 2, f"section {it['nr']}\n{what} @ {at}{part}",
                 ha="center", va="center", fontsize=FONT - 2)
         lo, hi = it["vmemmap"]
-        ax.add_patch(Rectangle((x0, Y_VIRT), W_SEC, H, fc="white", ec="black", lw=0.8))
-        ax.add_patch(Rectangle((x0, Y_VIRT), W_SEC * frac, H, fc=C_VIRT, ec="none"))
+        place(ax, Rectangle((x0, Y_VIRT), W_SEC, H, fc="white", ec="black", lw=0.8))
+        place(ax, Rectangle((x0, Y_VIRT), W_SEC * frac, H, fc=C_VIRT, ec="none"))
         ax.text(x0 + W_SEC / 2, Y_VIRT + H / 2,
                 f"+{lo:#x}\n{format_size(hi - lo)} of\nstruct pages", ha="center",
                 va="center", fontsize=FONT - 2)
-        ax.add_patch(FancyArrowPatch((x0 + W_SEC / 2, Y_PHYS), (x0 + W_SEC / 2, Y_VIRT + H),
+        place(ax, FancyArrowPatch((x0 + W_SEC / 2, Y_PHYS), (x0 + W_SEC / 2, Y_VIRT + H),
                                      arrowstyle="-|>", mutation_scale=8, color=C_MUTED,
                                      ls="--", lw=0.8))
         for j, b in enumerate(it["backing"]):
@@ -140,23 +140,23 @@ def vmemmap_overview(m: Machine, title: str | None = None, max_sections: int = 6
             colour = C_DEVICE if b["home"] == DEVICE else C_OWN
             if b["kind"] == "block":
                 label = frame_label(m, b["frame"]).split(" · ")[1].replace(" pfn ", "\npfn ")
-                ax.add_patch(Rectangle((bx, Y_BACK), bw, H, fc=colour, ec="black", lw=0.8))
+                place(ax, Rectangle((bx, Y_BACK), bw, H, fc=colour, ec="black", lw=0.8))
                 ax.text(bx + bw / 2, Y_BACK + H / 2,
                         f"{format_size(b['pages'] << a.page_shift)}\nblock\n{label}", ha="center",
                         va="center", fontsize=FONT - 2, color="white")
                 how = "PMD leaf"
             else:
-                ax.add_patch(Rectangle((bx, Y_BACK + H * 0.55), bw, H * 0.45, fc=C_TABLE,
+                place(ax, Rectangle((bx, Y_BACK + H * 0.55), bw, H * 0.45, fc=C_TABLE,
                                        ec="black", lw=0.8))
                 ax.text(bx + bw / 2, Y_BACK + H * 0.775, "PTE table", ha="center",
                         va="center", fontsize=FONT - 2)
-                ax.add_patch(Rectangle((bx, Y_BACK), bw, H * 0.5, fc=colour, ec="black",
+                place(ax, Rectangle((bx, Y_BACK), bw, H * 0.5, fc=colour, ec="black",
                                        lw=0.8))
                 ax.text(bx + bw / 2, Y_BACK + H * 0.25,
                         f"{b['pages']} x {format_size(a.PAGE_SIZE)}", ha="center", va="center",
                         fontsize=FONT - 2, color="white")
                 how = "PMD -> PTEs"
-            ax.add_patch(FancyArrowPatch((bx + bw / 2, Y_VIRT), (bx + bw / 2, Y_BACK + H),
+            place(ax, FancyArrowPatch((bx + bw / 2, Y_VIRT), (bx + bw / 2, Y_BACK + H),
                                          arrowstyle="-|>", mutation_scale=8, color="black",
                                          lw=0.8))
             ax.text(bx + bw / 2 + 0.03, (Y_VIRT + Y_BACK + H) / 2, how, ha="left",
