@@ -27,6 +27,7 @@ from vmemlab.widgets import (  # noqa: E402
     StructPageExplorer,
     View,
 )
+from vmemlab.widgets.render import state_key  # noqa: E402
 
 
 def check(v: View) -> None:
@@ -278,6 +279,119 @@ def test_reachable_states_are_one_valid_move_away():
     for s in states:
         assert ex.validate(s) == s
         assert sum(s[k] != st[k] for k in st) == 1 or s["arch"] != st["arch"]
+
+
+def test_savings_look_ahead_renders_every_arch_and_map_before_other_controls():
+    """SavingsExplorer.AHEAD_FIRST: a new arch or map is a new set of curves (0.2-7 s of
+    plans), a kernel or order move one more point on them, so after the slider's two
+    neighbours and the alignment presets come every other arch (nearest first) and the other
+    map, before any kernel."""
+    ex = SavingsExplorer(arch="ppc64-radix-64k", order=0)
+    st = ex.state
+    states = ex.reachable(st, first=["order"])
+    moved = [next(k for k in st if s[k] != st[k]) for s in states]
+    assert moved[:2] == ["order", "order"]
+    first_kernel = moved.index("kernel")
+    arches = [s["arch"] for s, k in zip(states[:first_kernel], moved) if k == "arch"]
+    # cheapest first (ahead_cost: sections the 3-chunk plans of 8 kernels x every order
+    # populate): x86_64 and arm64-4k 8 * 3 * (15 * 1 + 2 + 4 + 8 + 16) = 1080 each (128 MiB
+    # sections; 1G pages at order 18 need 2 GiB chunks), arm64-16k 18432, arm64-64k
+    # 8 * 3 * 14 * 1024 = 344064 (512 GiB chunks of 512 MiB sections); ties nearest first
+    # (ARCHES lists x86_64, arm64-4k, arm64-16k, arm64-64k, ppc64-radix-64k)
+    assert arches == ["arm64-4k", "x86_64", "arm64-16k", "arm64-64k"]
+    assert "map" in moved[:first_kernel]
+
+
+def test_look_ahead_process_hands_its_savings_points_to_the_kernel(monkeypatch):
+    """The look-ahead process sends the points it planned for a state's arch and map with the
+    rendered state; the kernel then has each of them (equal to its own plan of that point)
+    without planning, so a later state of that arch the look-ahead did not reach costs one
+    figure."""
+    import vmemlab.viz.savings as savings
+    from vmemlab.widgets.render import Ahead
+
+    monkeypatch.setattr(savings, "_POINTS", {})
+    ahead, ex = Ahead(), SavingsExplorer()
+    try:
+        target = ex.validate({**ex.state, "arch": "arm64-4k", "order": 9})
+        ahead.submit(ex, [target])
+        ahead.drain()
+        assert ahead.worker, "no look-ahead process started"
+        got = savings.known_points("arm64-4k", "mem")
+        # the figure draws every kernel's curve over every explorable order
+        assert {(p.kernel, p.order) for p in got} == {
+            (k, o) for k in KERNELS for o in explorable_orders("arm64-4k")}
+        for p in got:
+            assert p == savings._savings_point(p.arch, p.kernel, p.order, p.map)
+        # handed once per arch and map: a second state of them hands over nothing again
+        other = SavingsExplorer()
+        assert other.ahead_memo(target)
+        assert other.ahead_memo({**target, "kernel": "5.19", "order": 3}) == []
+    finally:
+        if ahead.worker:
+            ahead.worker.close()
+
+
+def test_foreground_update_waits_for_the_state_the_look_ahead_process_is_rendering(
+        monkeypatch):
+    """A move to the very state the look-ahead process is rendering takes that rendering
+    instead of planning it a second time beside it."""
+    import threading
+
+    import vmemlab.widgets.base as base
+    from vmemlab.widgets.render import Ahead
+
+    ex = SavingsExplorer()
+    target = ex.validate({**ex.state, "order": 12})
+    prepared = SavingsExplorer()
+    prepared._rendered(target)
+    (rendered,) = prepared._cache.values()
+    started, release = threading.Event(), threading.Event()
+
+    class SlowWorker:
+        def render(self, _ex, st, _unwanted):
+            assert st == target
+            started.set()
+            release.wait(30)
+            return rendered, None
+
+    ahead = Ahead()
+    ahead.worker = SlowWorker()
+    monkeypatch.setattr(base, "AHEAD", ahead)
+    ahead.submit(ex, [target])
+    assert started.wait(30)
+    threading.Timer(0.2, release.set).start()
+    monkeypatch.setattr(ex, "compute", lambda **_: pytest.fail("planned the state again"))
+    v = ex.update(order=12)
+    assert v.text == rendered.view.text
+    assert not ex.last_cached  # the reader waited for it: a miss
+
+
+def test_look_ahead_process_gives_up_a_long_state_a_newer_move_no_longer_wants():
+    """A newer interaction replaces the queue; the process, still planning arm64-64k's curves
+    (112 points, 7 s), gives that state up between two points and renders what the new
+    queue asks for; it does not cache the given-up state."""
+    import time
+
+    from vmemlab.widgets.render import Ahead
+
+    ahead, ex = Ahead(), SavingsExplorer(arch="ppc64-radix-64k", order=0)
+    try:
+        slow = ex.validate({**ex.state, "arch": "arm64-64k", "map": "dev"})
+        ahead.submit(ex, [slow])
+        for _ in range(3000):  # until the thread has handed it to the process
+            if ahead.remote is not None:
+                break
+            time.sleep(0.01)
+        assert ahead.remote == (ex, state_key(slow))
+        cheap = ex.validate({**ex.state, "order": 1})
+        ahead.submit(ex, [cheap])
+        ahead.drain()
+        assert ahead.worker, "no look-ahead process started"
+        assert state_key(cheap) in ex._cache and state_key(slow) not in ex._cache
+    finally:
+        if ahead.worker:
+            ahead.worker.close()
 
 
 def test_look_ahead_renders_the_same_view_as_a_fresh_render():

@@ -12,9 +12,9 @@ pages per TiB, fixed by placement) are left out of the curves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -74,10 +74,35 @@ class SavingsPoint:
         return (self.ram_data_pages + self.pte_table_pages) * self.page_size
 
 
-@lru_cache(maxsize=2048)
+#: every point computed (or handed over by :func:`remember_points`) in this process, by
+#: ``(arch, kernel, order, map)``: at most arches x kernels x orders x maps, about 1500
+_POINTS: dict[tuple[str, str, int, str], SavingsPoint] = {}
+
+
 def savings_point(arch: str, kernel: str, order: int, map: str = "mem") -> SavingsPoint:
     """Plan ``chunk_size(arch, order)`` and twice that (``strict=False``); extrapolate to 1 TiB.  Cached:
-    the model is deterministic, so the same arguments always give the same point."""
+    the model is deterministic, so the same arguments always give the same point (a refusal,
+    :class:`~vmemlab.VmemlabError`, is raised again each time)."""
+    key = (arch, kernel, order, map)
+    pt = _POINTS.get(key)
+    if pt is None:
+        pt = _POINTS[key] = _savings_point(arch, kernel, order, map)
+    return pt
+
+
+def known_points(arch: str, map: str) -> list[SavingsPoint]:
+    """The points of ``arch`` and ``map`` this process has computed so far."""
+    return [p for (a, _k, _o, m), p in _POINTS.items() if a == arch and m == map]
+
+
+def remember_points(points: Iterable[SavingsPoint]) -> None:
+    """Take ``points`` computed elsewhere (the explorers' look-ahead process: the same model,
+    so the same values) as if computed here."""
+    for p in points:
+        _POINTS.setdefault((p.arch, p.kernel, p.order, p.map), p)
+
+
+def _savings_point(arch: str, kernel: str, order: int, map: str) -> SavingsPoint:
     a = get_arch(arch)
     chunk = chunk_size(arch, order)
     start = max(64 * GiB, chunk)

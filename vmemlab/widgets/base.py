@@ -157,6 +157,10 @@ class Explorer:
     SLIDER = "order"
     #: render ahead the states one control move away, once the user has moved a control
     LOOK_AHEAD = True
+    #: controls whose every value the look-ahead renders before any other state: the moves
+    #: that cost the model far more than the rest (SavingsExplorer: a new arch or map is a
+    #: new set of curves, 0.2-7 s of plans; a kernel or order move is one more point on them)
+    AHEAD_FIRST: tuple[str, ...] = ()
 
     def __init__(self, **state: Any) -> None:
         #: a refusal of the constructor's state, shown by the widget above the defaults
@@ -225,6 +229,26 @@ class Explorer:
                     raise ParameterError(name, v, "one of " + ", ".join(map(str, allowed)))
             out[name] = v
         return out
+
+    def ahead_steps(self, state: dict[str, Any]) -> Iterator[None]:
+        """In the look-ahead process, before rendering ``state``: the long part of its model
+        work in small steps (yielding between them), after each of which the process may give
+        the state up for a newer one.  Default: none."""
+        return iter(())
+
+    def ahead_cost(self, state: dict[str, Any]) -> int:
+        """How much model work rendering ``state`` fresh takes, in the explorer's own unit
+        (the look-ahead renders the cheapest :attr:`AHEAD_FIRST` states first).  Default 0."""
+        return 0
+
+    def ahead_memo(self, state: dict[str, Any]) -> Any:
+        """In the look-ahead process, after rendering ``state``: model results worth handing
+        to the kernel's explorer (:meth:`absorb_memo`), picklable; ``None`` (the default):
+        nothing, the rendered state is all it needs."""
+        return None
+
+    def absorb_memo(self, memo: Any) -> None:
+        """In the kernel: take what :meth:`ahead_memo` returned in the look-ahead process."""
 
     def _view(self, state: dict[str, Any]) -> View:
         t0 = time.perf_counter()
@@ -421,7 +445,10 @@ class Explorer:
             return view
         t0 = time.perf_counter()
         with AHEAD.foreground():
-            self.last_cached = state_key(state) in self._cache
+            key = state_key(state)
+            self.last_cached = key in self._cache
+            if not self.last_cached:
+                AHEAD.wait_remote(self, key)  # the look-ahead process is on it already
             r = self._rendered(state)
         self.state = state
         self.last = r.view
@@ -443,9 +470,13 @@ class Explorer:
     def reachable(self, state: dict[str, Any], first: list[str] | None = None
                   ) -> list[dict[str, Any]]:
         """States one control move away from ``state``, nearest first: the neighbours of the
-        controls in ``first`` (the one just moved), then a round over every control."""
+        controls in ``first`` (the one just moved) and every value of the
+        :attr:`AHEAD_FIRST` controls (cheapest first, :meth:`ahead_cost`), then rounds over
+        every control."""
         per: list[list[dict[str, Any]]] = []
-        names = [*(first or []), *(k for k in state if k not in (first or []))]
+        per_names: list[str] = []  # the control each list in ``per`` moves
+        lead = [*(first or []), *(k for k in self.AHEAD_FIRST if k not in (first or []))]
+        names = [*lead, *(k for k in state if k not in lead)]
         for name in names:
             vals = self.control_values(name, state)
             if not vals or state[name] not in vals:
@@ -453,17 +484,24 @@ class Explorer:
             i = vals.index(state[name])
             seq = sorted((j for j in range(len(vals)) if j != i),
                          key=lambda j: (abs(j - i), j < i))
-            per.append([self._clamped({**state, name: vals[j]}) for j in seq])
+            moves = [self._clamped({**state, name: vals[j]}) for j in seq]
+            if name in self.AHEAD_FIRST:  # each is one click away: the cheapest first
+                moves.sort(key=self.ahead_cost)
+            per.append(moves)
+            per_names.append(name)
             if name == "order" and "align" in self.CONTROLS and state.get("arch") in ARCHES:
                 # the dax-align buttons jump the order to the presets
                 per.append([{**state, "order": o} for _, o in align_presets(state["arch"])
                             if o != state["order"]])
+                per_names.append("align")
         out: list[dict[str, Any]] = []
         seen = {state_key(state)}
-        # per round: two of the control just moved, every value of a control with three or
-        # fewer (buttons, checkboxes: each is one click away), one of each other
-        take = [2 if k == 0 and first else (len(lst) if len(lst) <= 3 else 1)
-                for k, lst in enumerate(per)]
+        # per round: every value of an AHEAD_FIRST control, two of the control just moved,
+        # every value of a control with three or fewer (buttons, checkboxes: each is one
+        # click away), one of each other
+        take = [len(lst) if name in self.AHEAD_FIRST or len(lst) <= 3
+                else 2 if k == 0 and first else 1
+                for k, (name, lst) in enumerate(zip(per_names, per))]
         while any(per) and len(out) < AHEAD_STATES:
             for k, lst in enumerate(per):
                 for _ in range(take[k]):

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from .. import gup
@@ -23,7 +24,15 @@ from ..viz._style import fmt_bytes
 from ..viz.gupview import cover_letter_results, gup_view
 from ..viz.mapping import vmemmap_mapping
 from ..viz.placement import placement_view
-from ..viz.savings import explorable_orders, savings_curves, savings_point
+from ..viz.savings import (
+    SavingsPoint,
+    chunk_size,
+    explorable_orders,
+    known_points,
+    remember_points,
+    savings_curves,
+    savings_point,
+)
 from ..viz.structpage import struct_page_view
 from ..viz.tables_view import pagetable_view
 from .base import (
@@ -137,6 +146,11 @@ class SavingsExplorer(Explorer):
     TITLE = "vmemmap RAM per TiB against compound order"
     CONTROLS = ("arch", "kernel", "align", "order", "map")
     DEFAULTS = {"arch": "x86_64", "kernel": "6.6", "order": 9, "map": "mem"}
+    AHEAD_FIRST = ("arch", "map")
+
+    def __init__(self, **state: Any) -> None:
+        super().__init__(**state)
+        self._handed: set[tuple[str, str]] = set()  # (arch, map) points sent to the kernel
 
     def compute(self, *, arch: str, kernel: str, order: int, map: str) -> View:
         a = get_arch(arch)  # resolved once per update
@@ -157,6 +171,37 @@ class SavingsExplorer(Explorer):
         }
         view.notes = _align_note(a, order, False)
         return view
+
+    def ahead_steps(self, state: dict[str, Any]) -> Iterator[None]:
+        """Every point of the state's curves, one at a time (arm64-64k's 112 take 7 s)."""
+        for k in KERNELS:
+            for o in explorable_orders(state["arch"]):
+                try:
+                    savings_point(state["arch"], k, o, state["map"])
+                except VmemlabError:
+                    pass  # a gap in the curve
+                yield
+
+    def ahead_cost(self, state: dict[str, Any]) -> int:
+        """Sections the plans of the state's curves populate (each point plans ``chunk`` and
+        twice that: 3 chunks), the model's unit of work: x86_64 1080, arm64-64k 344064."""
+        a = get_arch(state["arch"])
+        per_kernel = sum(3 * chunk_size(state["arch"], o) >> a.section_size_bits
+                         for o in explorable_orders(a))
+        return per_kernel * len(KERNELS)
+
+    def ahead_memo(self, state: dict[str, Any]) -> list[SavingsPoint]:
+        """Every point of ``state``'s arch and map (its figure drew all the kernels' curves),
+        once per arch and map: with them the kernel draws a state the look-ahead has not
+        reached in one figure's time, not after the 0.2-7 s of plans of a new arch."""
+        key = (state["arch"], state["map"])
+        if key in self._handed:
+            return []
+        self._handed.add(key)
+        return known_points(*key)
+
+    def absorb_memo(self, memo: list[SavingsPoint]) -> None:
+        remember_points(memo)
 
     def warm(self, arch: str | None = None) -> None:
         """Compute (and cache) every point of ``arch``'s curves up front."""

@@ -12,6 +12,13 @@ switch interval stays CPython's 5 ms: lowering it to 1 ms made chapter 07's cach
 in the browser (median 155-172 ms against 101-111 ms, ``bench_browser.py 07`` at load
 1.6-2.2), the kernel's message threads being interrupted more often.
 
+An explorer can steer it (``bench_browser.py 09``, chapter 09's savings explorer: median
+106 -> 87 ms, p95 377 -> 125 ms, misses 3 -> 1 of 33): ``AHEAD_FIRST`` controls have every
+value rendered first, cheapest first (``ahead_cost``); ``ahead_steps`` splits a state's long
+model work so the process gives the state up when a newer move no longer wants it
+(:data:`CANCEL`); ``ahead_memo`` hands model results to the kernel with the rendered state.
+A move to the state the process is rendering waits for it rather than rendering it twice.
+
 ``VMEMLAB_WIDGET_LOG=<path>`` appends one JSON line per live update (explorer, state, whether
 it came from the cache, seconds spent) -- what ``benchmarks/bench_browser.py`` reads to split
 the kernel's share of a move from the transfer and the browser's.
@@ -26,9 +33,11 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from ..viz._style import RENDER_LOCK
 
 #: CSS pixels per inch the live figures are shown at (SVG's natural size: 1 pt = 4/3 px)
 DISPLAY_DPI = 96
@@ -98,6 +107,8 @@ class Ahead:
         self.busy = False  # a job is rendering now
         self.generation = 0  # bumped by each submit that replaces the queue
         self.quiet_until = 0.0  # monotonic time before which the worker stands aside
+        #: ``(explorer, state key)`` the worker process is rendering now, else ``None``
+        self.remote: tuple[Any, tuple] | None = None
         #: the process rendering for the look-ahead (started on the first job; ``False``:
         #: it could not start or died, so the thread renders); ``VMEMLAB_AHEAD=thread``
         #: keeps the rendering in the thread
@@ -166,16 +177,13 @@ class Ahead:
                 self.busy = True
                 gen = self.generation
             try:
-                if self._remote(ex, st):
+                if self._remote(ex, st, gen):
                     continue
                 for _step in ex._render_steps(st):
                     with self.cv:  # stand aside while a foreground update runs
                         while self._aside():
                             self.cv.wait(0.02)
-                        # a newer interaction replaced the queue: finish this state only if
-                        # it is still wanted, else start on what is nearest now
-                        if self.generation != gen and not any(
-                                e is ex and s == st for e, s in self.jobs):
+                        if not self._wanted(ex, st, gen):
                             break
             except Exception:  # noqa: BLE001 - a failed look-ahead is only a cache miss
                 pass
@@ -184,9 +192,16 @@ class Ahead:
                     self.busy = False
                     self.cv.notify_all()
 
-    def _remote(self, ex: Any, st: dict[str, Any]) -> bool:
-        """Render ``st`` for ``ex`` in the worker process and cache it; ``False`` when the
-        thread has to render it (no worker, or the worker could not)."""
+    def _wanted(self, ex: Any, st: dict[str, Any], gen: int) -> bool:
+        """Whether the job ``(ex, st)`` taken at generation ``gen`` is still wanted: a newer
+        interaction replaced the queue, so finish it only if it is queued again, else start
+        on what is nearest now (call with :attr:`cv` held)."""
+        return self.generation == gen or any(e is ex and s == st for e, s in self.jobs)
+
+    def _remote(self, ex: Any, st: dict[str, Any], gen: int) -> bool:
+        """Render ``st`` for ``ex`` in the worker process and cache it (or give it up there,
+        when it is no longer wanted); ``False`` when the thread has to render it (no worker,
+        or the worker could not)."""
         if self.worker is False:
             return False
         key = state_key(st)
@@ -198,13 +213,37 @@ class Ahead:
             except Exception:  # noqa: BLE001 - no process here: render in the thread
                 self.worker = False
                 return False
-        r = self.worker.render(ex, st)
-        if r is None:
-            if not self.worker.proc.is_alive():
-                self.worker = False
-            return False
-        ex._store(key, r)
-        return True
+        def unwanted() -> bool:
+            with self.cv:
+                return not self._wanted(ex, st, gen)
+
+        with self.cv:
+            self.remote = (ex, key)
+        try:
+            got = self.worker.render(ex, st, unwanted)
+            if got is None:
+                if not self.worker.proc.is_alive():
+                    self.worker = False
+                return False
+            if got is CANCELLED:
+                return True
+            r, memo = got
+            if memo is not None:
+                with RENDER_LOCK:
+                    ex.absorb_memo(memo)
+            ex._store(key, r)
+            return True
+        finally:
+            with self.cv:
+                self.remote = None
+                self.cv.notify_all()
+
+    def wait_remote(self, ex: Any, key: tuple) -> None:
+        """Wait while the worker process renders ``key`` for ``ex`` (a foreground update that
+        wants exactly that state: the process began it earlier, so it finishes first)."""
+        with self.cv:
+            while self.remote is not None and self.remote[0] is ex and self.remote[1] == key:
+                self.cv.wait(0.05)
 
     def drain(self) -> None:
         """Wait until every submitted state has been rendered (tests; the worker must be idle,
@@ -247,11 +286,20 @@ def steps(gen: Iterator[None]) -> None:
         pass
 
 
+#: what the kernel sends the look-ahead process to give up the state it is rendering
+CANCEL = "cancel"
+#: what :meth:`Worker.render` returns for a state given up
+CANCELLED = object()
+
+
 def _serve(conn: Any) -> None:
     """The look-ahead process: render each ``(module, class, state)`` it is sent with a fresh
     explorer of that class (an explorer's view depends only on its class and state) and send
-    back the :class:`Rendered` (no matplotlib figures: it pickles in about 50 KB), or the
-    error.  Ends when the kernel's end of the pipe closes."""
+    back the :class:`Rendered` (no matplotlib figures: it pickles in about 50 KB) with the
+    explorer's ``ahead_memo``, or the error.  Between the state's ``ahead_steps`` (the
+    model's long part, e.g. a new arch's savings points) it gives the state up when the
+    kernel sends :data:`CANCEL`: one state of seconds no longer holds up the states a newer
+    move can reach.  Ends when the kernel's end of the pipe closes."""
     try:  # the reader's move, its messages and the browser go first
         os.nice(10)
     except OSError:  # pragma: no cover - a platform without nice
@@ -259,17 +307,25 @@ def _serve(conn: Any) -> None:
     explorers: dict[tuple[str, str], Any] = {}
     while True:
         try:
-            mod, name, state = conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             return
+        if msg == CANCEL:  # came after the job it was meant for had been answered
+            continue
+        mod, name, state = msg
         try:
             ex = explorers.get((mod, name))
             if ex is None:
                 ex = explorers[(mod, name)] = getattr(importlib.import_module(mod), name)()
-            steps(ex._render_steps(state))
-            reply: tuple[str, Any] = ("ok", ex._cache.pop(state_key(state)))
+            reply: tuple[Any, ...] = ("cancelled", None, None)
+            for _ in ex.ahead_steps(state):
+                if conn.poll() and conn.recv() == CANCEL:
+                    break  # what it computed so far stays in this process's memo
+            else:
+                steps(ex._render_steps(state))
+                reply = ("ok", ex._cache.pop(state_key(state)), ex.ahead_memo(state))
         except Exception as e:  # noqa: BLE001 - the kernel renders this state itself
-            reply = ("error", repr(e))
+            reply = ("error", repr(e), None)
         conn.send(reply)
 
 
@@ -288,15 +344,26 @@ class Worker:
         self.proc.start()
         child.close()
 
-    def render(self, ex: Any, state: dict[str, Any]) -> Rendered | None:
-        """``ex``'s rendering of ``state`` from the child (blocks; ``None`` if it cannot)."""
+    def render(self, ex: Any, state: dict[str, Any],
+               unwanted: Callable[[], bool] = lambda: False) -> Any:
+        """``ex``'s rendering of ``state`` from the child and its
+        :meth:`~vmemlab.widgets.base.Explorer.ahead_memo`, as a pair (blocks); ``None`` if
+        it cannot; :data:`CANCELLED` if ``unwanted()`` turned true while the child was still
+        in the state's :meth:`~vmemlab.widgets.base.Explorer.ahead_steps`."""
         cls = type(ex)
         try:
             self.conn.send((cls.__module__, cls.__qualname__, state))
-            kind, value = self.conn.recv()
+            asked = False
+            while not self.conn.poll(0.02):
+                if not asked and unwanted():
+                    self.conn.send(CANCEL)
+                    asked = True
+            kind, value, memo = self.conn.recv()
         except (EOFError, OSError, ValueError, TypeError, AttributeError):
             return None
-        return value if kind == "ok" else None
+        if kind == "cancelled":
+            return CANCELLED
+        return (value, memo) if kind == "ok" else None
 
     def close(self) -> None:
         self.conn.close()
