@@ -50,7 +50,7 @@ def book(tmp_path_factory) -> Path:
     finally:
         sys.path.remove(str(ROOT / "book"))
     out = tmp_path_factory.mktemp("book")
-    book_build.build(out)
+    book_build.build(out, in_process=True)
     return out
 
 

@@ -71,49 +71,10 @@ def voila_url(tmp_path_factory):
             proc.kill()
 
 
-def test_page_order_slider_changes_numbers_and_figure(voila_url):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 1400})
-        page.goto(voila_url, timeout=120_000)
-        slider = page.locator(".widget-slider", has_text="page order").first
-        slider.wait_for(timeout=120_000)
-        box = slider.locator("xpath=ancestor::div[contains(@class,'widget-vbox')][1]")
-        summary = box.locator(".widget-html").last
-        image = box.locator(".widget-image img, img.widget-image").first
-        image.wait_for(timeout=60_000)
-        before_text = summary.inner_text()
-        before_src = image.get_attribute("src")
-        assert "saved vmemmap pages" in before_text
-
-        readout = slider.locator(".widget-readout")
-        readout.click()
-        readout.fill("10")
-        readout.press("Enter")
-        page.wait_for_function(
-            "([el, old]) => el.innerText !== old", arg=[summary.element_handle(), before_text],
-            timeout=60_000)
-        page.wait_for_function(
-            "([el, old]) => el.getAttribute('src') !== old",
-            arg=[image.element_handle(), before_src], timeout=60_000)
-        after_text = summary.inner_text()
-        page.screenshot(path=str(ARTIFACTS / "browser-04.png"), full_page=False)
-        box.screenshot(path=str(ARTIFACTS / "explorer-04.png"))
-        content = page.content()
-        browser.close()
-    assert after_text != before_text
-    assert "Error displaying widget" not in content
-    # order 9 keeps 2 of 8 vmemmap pages; order 10 (4 MiB pages, 16 vmemmap pages) 2 of 16
-    assert "6 of 8" in before_text and "14 of 16" in after_text
-
-
-def test_explorer_labels_are_not_clipped(voila_url):
-    """Every control label, toggle button and dropdown of the explorer shows its whole text
-    (before, 52 px toggle buttons cut "mem"/"other" to "m…"/"ot…"): no element's text is
-    wider than its box."""
+@pytest.fixture(scope="module")
+def chapter_page(voila_url):
+    """Chapter 04 loaded once in Chromium (Voilà runs the whole chapter for each page load, so
+    both tests share one): the page, once the explorer's slider is there."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -121,16 +82,56 @@ def test_explorer_labels_are_not_clipped(voila_url):
         page = browser.new_page(viewport={"width": 1200, "height": 1400})
         page.goto(voila_url, timeout=120_000)
         page.locator(".widget-slider", has_text="page order").first.wait_for(timeout=120_000)
-        clipped = page.evaluate("""() => {
-            const sel = '.widget-label, .widget-toggle-button, .widget-readout, ' +
-                        '.widget-dropdown select, .widget-checkbox span';
-            return [...document.querySelectorAll(sel)]
-                .filter(el => el.offsetParent !== null && el.innerText.trim())
-                .filter(el => el.scrollWidth > el.clientWidth + 1)
-                .map(el => `${el.className}: "${el.innerText.trim()}" needs ` +
-                           `${el.scrollWidth}px, has ${el.clientWidth}px`);
-        }""")
-        n = page.evaluate("() => document.querySelectorAll('.widget-toggle-button').length")
+        yield page
         browser.close()
+
+
+def test_explorer_labels_are_not_clipped(chapter_page):
+    """Every control label, toggle button and dropdown of the explorer shows its whole text
+    (before, 52 px toggle buttons cut "mem"/"other" to "m…"/"ot…"): no element's text is
+    wider than its box."""
+    page = chapter_page
+    clipped = page.evaluate("""() => {
+        const sel = '.widget-label, .widget-toggle-button, .widget-readout, ' +
+                    '.widget-dropdown select, .widget-checkbox span';
+        return [...document.querySelectorAll(sel)]
+            .filter(el => el.offsetParent !== null && el.innerText.trim())
+            .filter(el => el.scrollWidth > el.clientWidth + 1)
+            .map(el => `${el.className}: "${el.innerText.trim()}" needs ` +
+                       `${el.scrollWidth}px, has ${el.clientWidth}px`);
+    }""")
+    n = page.evaluate("() => document.querySelectorAll('.widget-toggle-button').length")
     assert n >= 5  # the dax-align, map and view buttons are there to check
     assert clipped == [], clipped
+
+
+def test_page_order_slider_changes_numbers_and_figure(chapter_page):
+    page = chapter_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    slider = page.locator(".widget-slider", has_text="page order").first
+    box = slider.locator("xpath=ancestor::div[contains(@class,'widget-vbox')][1]")
+    summary = box.locator(".widget-html").last
+    image = box.locator(".widget-image img, img.widget-image").first
+    image.wait_for(timeout=60_000)
+    before_text = summary.inner_text()
+    before_src = image.get_attribute("src")
+    assert "saved vmemmap pages" in before_text
+
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    readout.fill("10")
+    readout.press("Enter")
+    page.wait_for_function(
+        "([el, old]) => el.innerText !== old", arg=[summary.element_handle(), before_text],
+        timeout=60_000)
+    page.wait_for_function(
+        "([el, old]) => el.getAttribute('src') !== old",
+        arg=[image.element_handle(), before_src], timeout=60_000)
+    after_text = summary.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser-04.png"), full_page=False)
+    box.screenshot(path=str(ARTIFACTS / "explorer-04.png"))
+    content = page.content()
+    assert after_text != before_text
+    assert "Error displaying widget" not in content
+    # order 9 keeps 2 of 8 vmemmap pages; order 10 (4 MiB pages, 16 vmemmap pages) 2 of 16
+    assert "6 of 8" in before_text and "14 of 16" in after_text

@@ -114,6 +114,9 @@ def test_struct_page_map_and_strict():
         check(e.render_static(map=map_, strict=strict, order=5))
 
 
+# the GUP counters of every scenario (128G mappings: about 6 s of model) are cached per
+# process: on test_viz's worker, which computes them for its text checks, they are computed once
+@pytest.mark.xdist_group("viz")
 def test_gup_every_combination():
     e = GupExplorer()
     for kernel, align, size in itertools.product(*GupExplorer.OPTIONS.values()):
@@ -191,6 +194,7 @@ def test_live_message_shown_in_widget():
     assert "Not possible" not in ex.status.value and ex.images.children
 
 
+@pytest.mark.xdist_group("viz")  # shares the GUP counters, as above
 def test_live_gup_explorer():
     ex = GupExplorer()
     _ = ex.ui
@@ -251,6 +255,7 @@ def test_numpy_integers_and_booleans_are_valid_control_values():
     assert type(ex.state["strict"]) is bool
 
 
+@pytest.mark.xdist_group("viz")  # shares the GUP counters, as above
 def test_gup_explorer_refuses_values_it_does_not_offer():
     ex = GupExplorer()
     _ = ex.ui
