@@ -50,8 +50,12 @@ def grid(arches=ARCHES):
                 yield arch, kernel, order
 
 
-# the sweeps are parametrised by arch so that xdist can spread them over its workers
-@pytest.mark.parametrize("arch", ARCHES)
+# the sweeps are parametrised by arch so that xdist can spread them over its workers; the
+# arm64-64k ones read its savings points ("RAM per TiB": 1 TiB plans of 2048 sections, about
+# 5 s per map), cached per process, so they run on test_viz's worker, which plans them too
+SAVINGS_ARCHES = [pytest.param(a, marks=pytest.mark.xdist_group("viz")) if a == "arm64-64k"
+                  else a for a in ARCHES]
+@pytest.mark.parametrize("arch", SAVINGS_ARCHES)
 @pytest.mark.parametrize("map_", ["mem", "dev"])
 def test_mapping_every_arch_kernel_order(map_, arch):
     e = MappingExplorer()
@@ -86,7 +90,7 @@ def test_placement_every_size():
         check(e.render_static(size=size, strict=strict, order=5))
 
 
-@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("arch", SAVINGS_ARCHES)
 def test_savings_every_combination(arch):
     """Every arch x order x map; the kernel (which only moves the marker: every curve is drawn
     for every kernel) cycles through all variants along the orders."""
