@@ -41,3 +41,39 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
+def _fix_local_constants() -> None:
+    """Make hypothesis's pool of "local constants" the same in every run.
+
+    Hypothesis (6.13x on) mixes into its draws integers and strings taken from the source of
+    the *local* modules loaded so far (``hypothesis.internal.conjecture.providers``, rescanned
+    whenever ``sys.modules`` grows).  Which vmemlab modules a worker has loaded when a property
+    test runs depends on the tests xdist gave it before, so the derandomised ``ci`` examples
+    depended on scheduling: the state machine ran 5802 steps alone and 5815 after any test that
+    drew a figure.  Loading the whole package here, before any test, and then keeping that
+    pool, gives every run the same examples.  (No public setting turns the pool off; where
+    hypothesis has none of this, there is nothing to keep.)"""
+    import importlib
+    import pkgutil
+
+    import vmemlab
+
+    for mod in pkgutil.walk_packages(vmemlab.__path__, "vmemlab."):
+        if not mod.name.endswith("__main__"):
+            importlib.import_module(mod.name)
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - another hypothesis layout
+        return
+    get = getattr(providers, "_get_local_constants", None)
+    if get is not None:
+        import warnings
+
+        with warnings.catch_warnings():  # "slow code in plugin": reading the constants
+            warnings.simplefilter("ignore")  # cache once, here, is the point
+            pool = get()
+        providers._get_local_constants = lambda: pool
+
+
+_fix_local_constants()
+

@@ -424,3 +424,27 @@ def test_a_range_inside_a_shared_pmd_block_is_initialised_again_after_reuse():
     memunmap_pages(m, first)
     memremap_pages(m, DevPagemap(ranges=[rng], vmemmap_shift=0, name="B2"))
     assert np.array_equal(compound_head_pfns(m, pfns), pfns)
+
+
+def test_hypothesis_examples_do_not_depend_on_the_modules_loaded_before(tmp_path, monkeypatch):
+    """Hypothesis draws constants from the source of every *local* module loaded so far, so
+    under ``ci`` the examples of a property test depended on which tests xdist ran before it on
+    that worker (the state machine: 5802 steps alone, 5815 after a test drawing a figure).
+    tests/conftest.py loads the whole package and keeps that pool: a local module loaded later
+    (here one whose constant hypothesis's own scanner picks up) no longer joins it."""
+    import importlib
+
+    providers = pytest.importorskip("hypothesis.internal.conjecture.providers")
+    if not hasattr(providers, "_get_local_constants"):
+        pytest.skip("this hypothesis has no pool of local constants")
+    from hypothesis.internal.constants_ast import constants_from_module, is_local_module_file
+
+    before = tuple(providers._get_local_constants().set_for_type("integer"))
+    (tmp_path / "vmemlab_probe_constants.py").write_text("PROBE = 987654321\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    probe = importlib.import_module("vmemlab_probe_constants")
+    # the probe is what used to change the pool: local, and its constant is found
+    assert is_local_module_file(probe.__file__)
+    assert 987654321 in constants_from_module(probe).set_for_type("integer")
+    after = tuple(providers._get_local_constants().set_for_type("integer"))
+    assert after == before and 987654321 not in after
