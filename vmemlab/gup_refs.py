@@ -329,31 +329,14 @@ def _merge_intervals(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _resolve_vpns(m: Machine, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(home, phys pfn)`` of vmemmap pages ``vpns`` (sorted): the init_mm walk, one PMD entry
-    at a time (slices rather than masks, so 512K vpns cost ~1000 slice operations)."""
-    pt = m.pgtables
-    frame = np.full(vpns.size, -1, np.int64)
-    sub = vpns & pt.pte_mask
-    ks = vpns >> pt.pte_bits
-    if vpns.size:
-        bounds = np.flatnonzero(np.diff(ks)) + 1
-        starts = np.concatenate(([0], bounds)).tolist()
-        ends = np.concatenate((bounds, [vpns.size])).tolist()
-        for s, e in zip(starts, ends):
-            k = int(ks[s])
-            blk = pt.pmd_leaf.get(k)
-            if blk is not None:
-                frame[s:e] = blk
-                continue
-            t = pt.entries[1].get(k)
-            if t is not None:
-                frame[s:e] = pt.pte[t][sub[s:e]]
-    if (frame < 0).any():
-        bad = int(vpns[np.flatnonzero(frame < 0)[0]])
+    """``(home, phys pfn)`` of vmemmap pages ``vpns``: the init_mm walk
+    (:meth:`~vmemlab.pagetables.KernelPageTables.resolve_pfn`, one PMD entry at a time); every
+    page a struct page lies in must be mapped."""
+    home, pfn = m.pgtables.resolve_pfn(vpns)
+    if (pfn < 0).any():
+        bad = int(vpns[np.flatnonzero(pfn < 0)[0]])
         raise AssertionError(f"struct page in unmapped vmemmap page {bad}: the model lost a page")
-    f = m.frames
-    sub_in = np.where(f.order[frame] > 0, sub, 0)
-    return f.home[frame].astype(np.int64), f.pfn[frame] + sub_in
+    return home.astype(np.int64), pfn
 
 
 def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:

@@ -203,13 +203,6 @@ class SavingsExplorer(Explorer):
     def absorb_memo(self, memo: list[SavingsPoint]) -> None:
         remember_points(memo)
 
-    def warm(self, arch: str | None = None) -> None:
-        """Compute (and cache) every point of ``arch``'s curves up front."""
-        arch = arch or self.state["arch"]
-        for k in KERNELS:
-            for o in explorable_orders(arch):
-                savings_point(arch, k, o, self.state.get("map", "mem"))
-
 
 class StructPageExplorer(Explorer):
     """Fields of the head, first/second tails and later tails of compound page 0."""
