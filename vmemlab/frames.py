@@ -63,7 +63,8 @@ class RamAllocator:
                 f"needs {nr_pages} more page(s) of RAM but only {self.capacity - self.used} of "
                 f"{self.capacity} are free")
         self.used += nr_pages
-        self.peak = max(self.peak, self.used)
+        if self.used > self.peak:
+            self.peak = self.used
         align = 1 << order
         if self._top is not None:
             pfn = (self._top - nr_pages) // align * align
@@ -134,13 +135,18 @@ class FrameTable:
             self.pfn[n] = pfn0
             self.boot[n] = boot
         else:
+            # rows from n up were never used (ids are not reused; _reserve zero-fills), so
+            # only values other than zero need storing
             sl = slice(n, n + count)
             self.refcount[sl] = 1
-            self.order[sl] = order
             self.kind[sl] = kind
-            self.home[sl] = home
             self.pfn[sl] = np.arange(pfn0, pfn0 + (count << order), 1 << order, dtype=np.int64)
-            self.boot[sl] = boot
+            if order:
+                self.order[sl] = order
+            if home:
+                self.home[sl] = home
+            if boot:
+                self.boot[sl] = boot
         self.n = n + count
         return ids
 

@@ -156,6 +156,39 @@ class KernelPageTables:
             out[s:e] = cur
         return out
 
+    def populate_pte_range(self, lo: int, hi: int, *,
+                           fresh: Callable[[int], np.ndarray] | None = None,
+                           reuse: int | None = None) -> np.ndarray:
+        """:meth:`populate_ptes` over the contiguous vpns ``[lo, hi)`` (``reuse``: one frame or
+        none), the shape ``vmemmap_populate_range()``'s ``addr += PAGE_SIZE`` loop has.  A range
+        inside one PTE table (a section's memmap, mostly) is done on a slice of that table;
+        any other goes through :meth:`populate_ptes`."""
+        n = hi - lo
+        k = lo >> self.pte_bits
+        if n <= 4 or (hi - 1) >> self.pte_bits != k:
+            return self.populate_ptes(np.arange(lo, hi, dtype=np.int64), fresh=fresh, reuse=reuse)
+        if k in self.pmd_leaf:
+            raise KernelError("EEXIST", "vmemmap_pte_populate",
+                              f"vmemmap page {lo} is already covered by a PMD leaf")
+        first = lo & self.pte_mask
+        view = self.pte[self.table_for(0, k)][first:first + n]  # a view: writes go to the table
+        empty = view < 0
+        n_empty = int(np.count_nonzero(empty))
+        if n_empty == 0:
+            return view.copy()
+        if reuse is None:
+            new = fresh(n_empty)
+        else:
+            new = int(reuse)
+            self.frames.refcount[new] += n_empty  # get_page() once per new PTE
+        if n_empty == n:
+            view[:] = new
+            if reuse is None:
+                return new  # the fresh frames, in vpn order
+        else:
+            view[empty] = new
+        return view.copy()
+
     def _populate_few(self, vpns: np.ndarray, fresh, reuse) -> np.ndarray:
         out = np.empty(vpns.size, np.int64)
         for i, vpn in enumerate(vpns.tolist()):

@@ -60,10 +60,15 @@ class Sparse:
         #: afterwards), so ``pfn_valid()`` is false over it even where its subsection bits are
         #: set already; ppc64's ``vmemmap_populated()`` depends on it
         self.activating: int | None = None
+        a = m.arch
+        # read for every section a hot-add touches
+        self._section_shift = a.PFN_SECTION_SHIFT
+        self._section_mask = a.PAGES_PER_SECTION - 1
+        self._subsection_shift = a.PFN_SUBSECTION_SHIFT
 
     # -- pfn arithmetic -------------------------------------------------------------------------
     def pfn_to_section_nr(self, pfn: int) -> int:
-        return pfn >> self.m.arch.PFN_SECTION_SHIFT
+        return pfn >> self._section_shift
 
     def section_nr_to_pfn(self, nr: int) -> int:
         return nr << self.m.arch.PFN_SECTION_SHIFT
@@ -71,11 +76,11 @@ class Sparse:
     def subsection_mask(self, pfn: int, nr_pages: int) -> int:
         """``subsection_mask_set()``: bits for the subsections ``[pfn, pfn + nr_pages)`` covers
         inside ``pfn``'s section."""
-        a = self.m.arch
         if nr_pages == 0:
             return 0
-        first = (pfn & (a.PAGES_PER_SECTION - 1)) >> a.PFN_SUBSECTION_SHIFT
-        last = ((pfn + nr_pages - 1) & (a.PAGES_PER_SECTION - 1)) >> a.PFN_SUBSECTION_SHIFT
+        mask, shift = self._section_mask, self._subsection_shift
+        first = (pfn & mask) >> shift
+        last = ((pfn + nr_pages - 1) & mask) >> shift
         return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
 
     def pfn_valid(self, pfn: int) -> bool:
@@ -108,7 +113,7 @@ class Sparse:
     # -- subsection map -------------------------------------------------------------------------
     def fill_subsection_map(self, pfn: int, nr_pages: int) -> None:
         """``fill_subsection_map()``: -EINVAL for an empty mask, -EEXIST on overlap."""
-        ms = self.sections[self.pfn_to_section_nr(pfn)]
+        ms = self.sections[pfn >> self._section_shift]
         mask = self.subsection_mask(pfn, nr_pages)
         if not mask:
             raise KernelError("EINVAL", "fill_subsection_map", "empty subsection mask")
@@ -138,8 +143,9 @@ class Sparse:
         m = self.m
         if m.kernel.shared_tail and pgmap is not None:  # the 2026 rework: -EOPNOTSUPP first
             section_activate_order(m, pfn, nr_pages, altmap, pgmap)
-        nr = self.pfn_to_section_nr(pfn)
-        first = not self.sections[nr].subsection_map and not self.sections[nr].early
+        nr = pfn >> self._section_shift
+        ms = self.sections[nr]
+        first = not ms.subsection_map and not ms.early
         self.fill_subsection_map(pfn, nr_pages)
         self.activating = nr if first else None
         try:
@@ -203,7 +209,7 @@ class Sparse:
                            altmap: VmemAltmap | None, pgmap: DevPagemap | None) -> None:
         """``sparse_add_section()``: ``sparse_index_init`` + ``section_activate`` for one
         section-bounded chunk."""
-        nr = self.pfn_to_section_nr(start_pfn)
+        nr = start_pfn >> self._section_shift
         created = nr not in self.sections
         if created:
             self.sections[nr] = MemSection(nr, nid=nid, zone_device=pgmap is not None)

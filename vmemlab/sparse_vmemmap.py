@@ -102,8 +102,10 @@ def vmemmap_populate_range(m: Machine, start: int, end: int, altmap: VmemAltmap 
                            reuse: int | None = None) -> np.ndarray:
     """``vmemmap_populate_range(start, end, node, altmap, reuse)``: map every page in
     ``[start, end)``, with new pages or with ``reuse`` (one ``get_page`` per new PTE)."""
-    vpns = _vpn_span(m, start, end)
-    return m.pgtables.populate_ptes(vpns, fresh=_fresh(m, altmap), reuse=reuse)
+    ps = m.arch.page_shift
+    lo = start >> ps
+    hi = lo + (-(-(end - start) >> ps) if end > start else 0)  # the vpns _vpn_span visits
+    return m.pgtables.populate_pte_range(lo, hi, fresh=_fresh(m, altmap), reuse=reuse)
 
 
 def vmemmap_populate_basepages(m: Machine, start: int, end: int,
@@ -250,8 +252,16 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
     size = min(end - start, pgmap_vmemmap_nr(pgmap) * a.struct_page_size)
     if size >= 2 * page and size % page == 0 and _fill_empty_tables(m, start, end, size >> ps):
         return
-    addrs = np.arange(start, end, size, dtype=np.int64)
     fresh = _fresh(m, None)
+    if size <= page:
+        # A compound memmap no bigger than a page (5.19 with tiny orders): each step populates
+        # the page of ``addr`` and the page after it, which may lie past ``end``.  Steps of at
+        # most a page leave no page out: every page from ``start``'s to the one after the
+        # last ``addr``'s.
+        last = start + (end - start - 1) // size * size
+        pt.populate_pte_range(start >> ps, (last >> ps) + 2, fresh=fresh)
+        return
+    addrs = np.arange(start, end, size, dtype=np.int64)
     if size >= 2 * page and size % page == 0:
         heads = addrs >> ps
         ht = np.empty(2 * heads.size, np.int64)
@@ -262,8 +272,8 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
             vpns = (heads[:, None] + np.arange(2, per, dtype=np.int64)[None, :]).ravel()
             pt.populate_ptes(vpns, reuse=np.repeat(mapped[1::2], per - 2))
     else:
-        # A compound memmap smaller than two pages (5.19 with tiny orders): each step populates
-        # the page of ``addr`` and the page after it, which may lie past ``end``.
+        # between one and two pages (a range shorter than its compound page): the page of
+        # ``addr`` and the page after it again
         pt.populate_ptes(_page_and_next(addrs >> ps), fresh=fresh)
 
 
