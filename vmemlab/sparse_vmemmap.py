@@ -301,17 +301,19 @@ def _fill_empty_tables(m: Machine, start: int, end: int, per: int) -> bool:
         return False
     ks = range(vs // ptrs, ve // ptrs)
     pmd_leaf, pmd_tables = pt.pmd_leaf, pt.entries[1]
-    if any(k in pmd_leaf or k in pmd_tables for k in ks):
-        return False
+    for k in ks:
+        if k in pmd_leaf or k in pmd_tables:
+            return False
     fresh = _fresh(m, None)
     n = ptrs // per
     for k in ks:
         table = pt.pte[pt.table_for(0, k)]
-        ids = fresh(2 * n)
+        ids = fresh(2 * n)  # consecutive ids: head, tail, head, tail, ...
         heads, tails = ids[0::2], ids[1::2]
         table.reshape(n, per)[:] = tails[:, None]  # every PTE of a compound page: its tail page
         table[0::per] = heads                      # but the first: its head page
-        m.frames.refcount[tails] += per - 2
+        # the tails, as a slice (the column is read after fresh(), which may have grown it)
+        m.frames.refcount[int(ids[1]):int(ids[-1]) + 1:2] += per - 2
     return True
 
 
