@@ -11,8 +11,11 @@ import pytest
 # suite takes, never its verdict.
 
 #: files kept on one worker: their tests share module fixtures or an on-disk cache (the book's
-#: kit pages, JupyterLab for the browser test) that a second worker would build again
-SHARED = {"test_book.py": "book", "test_book_kit.py": "book", "test_browser.py": "browser",
+#: kit pages, JupyterLab for the browser test) that a second worker would build again.  The
+#: exercise tests join the book: its answer key generates every exercise kind for seeds 0-9, as
+#: they do, and the multi-TiB plans behind chapter 09's answers are cached per process
+SHARED = {"test_book.py": "book", "test_book_kit.py": "book", "test_exercises.py": "book",
+          "test_exercises_why.py": "book", "test_browser.py": "browser",
           "test_viz.py": "viz", "test_plan.py": "plan", "test_page.py": "page",
           "test_machine_plan.py": "machine_plan", "test_compare.py": "compare",
           "test_pagewalk.py": "pagewalk", "test_hvo.py": "hvo"}
