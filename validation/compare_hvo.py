@@ -199,6 +199,19 @@ def _controls(result: dict, parts: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def load_boot_pairs(version: str) -> list[tuple[dict, dict]]:
+    """``(on, off-boot)`` boot pairs of ``results/hvoboot-<version>.json`` (hvo.py ``--boots
+    off-boot on``): the boot-time steps again, in fresh boots, for the boot-to-boot spread of
+    the on-vs-off difference."""
+    f = RESULTS / f"hvoboot-{version}.json"
+    if not f.exists():
+        return []
+    boots = json.loads(f.read_text())["boots"]
+    offs = [b for b in boots if b["which"] == "off-boot"]
+    ons = [b for b in boots if b["which"] == "on"]
+    return list(zip(ons, offs))
+
+
 def load_repeat(version: str) -> dict | None:
     """``results/hvorepeat-<version>.json`` if it was measured."""
     f = RESULTS / f"hvorepeat-{version}.json"
@@ -221,6 +234,83 @@ def harness_band(costs: list[dict], parts: tuple[str, ...],
     return {"parts": "+".join(parts), "n": len(sums), "min": sums[0], "max": sums[-1],
             "median": statistics.median(sums), "noise": noise,
             "lo": sums[0] - noise, "hi": sums[-1] + noise}
+
+
+def boot_pair_row(on_boot: dict, off_boot: dict, variant: str,
+                  label: str = "on-vs-off") -> dict:
+    """The boot-time pages of an ``on`` boot against an ``off`` boot (or ``off-boot``: the
+    same first steps): free pages at the ``boot`` read, corrected for ``/tmp/dm``, against the
+    model's freed vmemmap pages less the PTE tables the splits take."""
+    on = next(s for s in on_boot["steps"] if s["name"] == "boot-on")
+    off = next(s for s in off_boot["steps"] if s["name"] == "boot-off")
+    ram = on_boot["machine"]["ram_mib"] << 20
+    heads = [h for h in _ph(on, "boot")["kpf_heads"] if h % 512 == 0]
+    pred = {}
+    try:
+        for order, sel in ((9, [h for h in heads if h % 512 == 0 and h % 262144]),
+                           (18, [h for h in heads if h % 262144 == 0])):
+            r = model_run(variant, ram, sel, order, True)
+            for k in ("vmemmap_freed", "split_pte_tables"):
+                pred[k] = pred.get(k, 0) + r[k]
+            pred["alloc_nr_memmap_boot_pages"] = (pred.get("alloc_nr_memmap_boot_pages", 0)
+                                                  + r["alloc_nr_memmap_boot_pages"])
+            pred["alloc_nr_memmap_pages"] = (pred.get("alloc_nr_memmap_pages", 0)
+                                             + r["alloc_nr_memmap_pages"])
+        pred["on_minus_off_free"] = pred["vmemmap_freed"] - pred["split_pte_tables"]
+    except Exception as exc:  # noqa: BLE001
+        pred = {"error": repr(exc)}
+    a, b_ = _ph(on, "boot"), _ph(off, "boot")
+    h_on, h_off = harness_tmp_dm_pages(on_boot), harness_tmp_dm_pages(off_boot)
+    dm_on, dm_off = h_on[("boot-on", "boot")], h_off[("boot-off", "boot")]
+    raw = a["free_median"] - b_["free_median"]
+    meas = {
+        "on_minus_off_free": raw + dm_on - dm_off,
+        "on_minus_off_free_raw": raw,
+        "harness_tmp_dm_pages": f"{dm_on}/{dm_off}",
+        "on_minus_off_nr_memmap_boot_pages": a["nr_memmap_boot_pages"]
+        - b_["nr_memmap_boot_pages"],
+        "on_minus_off_nr_memmap_pages": a["nr_memmap_pages"] - b_["nr_memmap_pages"],
+        "on_minus_off_memtotal_kb": (a["hugetlb"] or {}).get("memtotal", 0)
+        - (b_["hugetlb"] or {}).get("memtotal", 0),
+        "on_dissolve_free_delta": _ph(on, "dissolved")["free_median"] - a["free_median"],
+        "off_dissolve_free_delta": _ph(off, "dissolved")["free_median"] - b_["free_median"],
+        "pages_2M": len([h for h in heads if h % 262144]),
+        "pages_1G": len([h for h in heads if h % 262144 == 0]),
+        "regions_128M": len({h >> 15 for h in heads}),
+    }
+    return {"boot": label, "scenario": "boot-time", "variant": variant,
+            "measured": meas, "model": pred,
+            "bad_page": {"on-dissolved": bad_pages(_ph(on, "dissolved")["dmesg"]),
+                         "off-dissolved": bad_pages(_ph(off, "dissolved")["dmesg"])}}
+
+
+def _boot_free(boot: dict, step: str) -> int:
+    """Free pages at ``step``'s ``boot`` read, corrected for the boot dmesg ``/tmp/dm`` held."""
+    st = next(s for s in boot["steps"] if s["name"] == step)
+    return _ph(st, "boot")["free_median"] + harness_tmp_dm_pages(boot)[(step, "boot")]
+
+
+def boot_spread_row(pairs: list[tuple[dict, dict]], pair_rows: list[dict], variant: str) -> dict:
+    """Every ``on`` and ``off`` boot of a kernel together: the same boot-time pages in identical
+    boots, so how far one boot's free pages stray from another's (``boot_to_boot_spread``, the
+    larger of the two sides' max - min) bounds what a two-boot difference can show; the model's
+    on-minus-off against the difference of the means and the range of the pairs."""
+    import statistics
+
+    on = [_boot_free(a, "boot-on") for a, _ in pairs]
+    off = [_boot_free(b, "boot-off") for _, b in pairs]
+    diffs = [r["measured"]["on_minus_off_free"] for r in pair_rows]
+    model = pair_rows[0]["model"].get("on_minus_off_free")
+    mean = round(statistics.mean(on) - statistics.mean(off), 1)
+    spread = max(max(on) - min(on), max(off) - min(off))
+    meas = {"on_minus_off_free": mean, "boots": f"{len(on)} on, {len(off)} off",
+            "on_free_range": f"{min(on)}..{max(on)}", "off_free_range": f"{min(off)}..{max(off)}",
+            "boot_to_boot_spread": spread, "pair_range": f"{min(diffs)}..{max(diffs)}"}
+    if model is not None:
+        meas["model_in_pair_range"] = min(diffs) <= model <= max(diffs)
+        meas["mean_within_spread"] = abs(mean - model) <= spread
+    return {"boot": "all boots", "scenario": "boot-time-spread", "variant": variant,
+            "measured": meas, "model": {"on_minus_off_free": model}, "bad_page": {}}
 
 
 def compare(result: dict, repeat: dict | None = None) -> list[dict]:
@@ -293,47 +383,12 @@ def compare(result: dict, repeat: dict | None = None) -> list[dict]:
                          "measured": meas, "model": pred,
                          "bad_page": {p: bad_pages(_ph(st, p)["dmesg"]) for p in st["phases"]}})
     if "on" in boots and "off" in boots:
-        on = next(s for s in boots["on"]["steps"] if s["name"] == "boot-on")
-        off = next(s for s in boots["off"]["steps"] if s["name"] == "boot-off")
-        ram = boots["on"]["machine"]["ram_mib"] << 20
-        heads = [h for h in _ph(on, "boot")["kpf_heads"] if h % 512 == 0]
-        pred = {}
-        try:
-            for order, sel in ((9, [h for h in heads if h % 512 == 0 and h % 262144]),
-                               (18, [h for h in heads if h % 262144 == 0])):
-                r = model_run(variant, ram, sel, order, True)
-                for k in ("vmemmap_freed", "split_pte_tables"):
-                    pred[k] = pred.get(k, 0) + r[k]
-                pred["alloc_nr_memmap_boot_pages"] = (pred.get("alloc_nr_memmap_boot_pages", 0)
-                                                      + r["alloc_nr_memmap_boot_pages"])
-                pred["alloc_nr_memmap_pages"] = (pred.get("alloc_nr_memmap_pages", 0)
-                                                 + r["alloc_nr_memmap_pages"])
-            pred["on_minus_off_free"] = pred["vmemmap_freed"] - pred["split_pte_tables"]
-        except Exception as exc:  # noqa: BLE001
-            pred = {"error": repr(exc)}
-        a, b_ = _ph(on, "boot"), _ph(off, "boot")
-        h_on, h_off = harness_tmp_dm_pages(boots["on"]), harness_tmp_dm_pages(boots["off"])
-        dm_on, dm_off = h_on[("boot-on", "boot")], h_off[("boot-off", "boot")]
-        raw = a["free_median"] - b_["free_median"]
-        meas = {
-            "on_minus_off_free": raw + dm_on - dm_off,
-            "on_minus_off_free_raw": raw,
-            "harness_tmp_dm_pages": f"{dm_on}/{dm_off}",
-            "on_minus_off_nr_memmap_boot_pages": a["nr_memmap_boot_pages"]
-            - b_["nr_memmap_boot_pages"],
-            "on_minus_off_nr_memmap_pages": a["nr_memmap_pages"] - b_["nr_memmap_pages"],
-            "on_minus_off_memtotal_kb": (a["hugetlb"] or {}).get("memtotal", 0)
-            - (b_["hugetlb"] or {}).get("memtotal", 0),
-            "on_dissolve_free_delta": _ph(on, "dissolved")["free_median"] - a["free_median"],
-            "off_dissolve_free_delta": _ph(off, "dissolved")["free_median"] - b_["free_median"],
-            "pages_2M": len([h for h in heads if h % 262144]),
-            "pages_1G": len([h for h in heads if h % 262144 == 0]),
-            "regions_128M": len({h >> 15 for h in heads}),
-        }
-        rows.append({"boot": "on-vs-off", "scenario": "boot-time", "variant": variant,
-                     "measured": meas, "model": pred,
-                     "bad_page": {"on-dissolved": bad_pages(_ph(on, "dissolved")["dmesg"]),
-                                  "off-dissolved": bad_pages(_ph(off, "dissolved")["dmesg"])}})
+        rows.append(boot_pair_row(boots["on"], boots["off"], variant))
+        pairs = [(boots["on"], boots["off"]), *load_boot_pairs(result["kernel"]["version"])]
+        for i, (on, off) in enumerate(pairs[1:], 2):
+            rows.append(boot_pair_row(on, off, variant, f"on-vs-off #{i}"))
+        if len(pairs) > 1:
+            rows.append(boot_spread_row(pairs, rows[-len(pairs):], variant))
     return rows
 
 

@@ -18,6 +18,10 @@ every step: free pages the harness's way (``nr_free_pages`` + per-CPU lists afte
 while huge pages exist the head pfns from ``/proc/kpageflags`` (KPF_HUGE + KPF_COMPOUND_HEAD),
 which give the 128 MiB vmemmap regions (one PTE table each once split) they sit in.
 
+* ``off-boot`` boot: the ``off`` boot's boot-time steps alone (``boot-off``, its dissolve);
+  with ``on`` it gives more boot pairs (``--boots off-boot on --no-captured --out
+  results/hvoboot-<version>.json``), for the boot-to-boot noise of the on-vs-off difference
+  (``compare_hvo.boot_spread_row``).
 * ``repeat`` boot (``--boots repeat --reps "n0 a0 a0 a0 n0"``, no boot-time pages): identical
   2 MiB cycles, read also after the kpageflags scan (``after_kpf``), after ``capture``
   (``after_capture``) and twice after the dissolve (``dissolved``, ``settled``), so the
@@ -113,6 +117,11 @@ capture hugetlb-boot-hvo-on
 timed boot-on dissolve_s sh -c "echo 0 > $H2/nr_hugepages; echo 0 > $H1/nr_hugepages"
 step boot-on dissolved
 """
+
+#: ``off-boot``: the ``off`` boot's boot-time steps alone (the same steps as ``on``, with
+#: ``hugetlb_free_vmemmap=off``), for more on-vs-off boot pairs without the runtime scenarios
+OFF_BOOT_ONLY = ON_BOOT.replace("boot-on", "boot-off").replace("hvo-on", "hvo-off").replace(
+    "boot on 0 0", "boot off 0 0")
 
 
 RT1G_BOOT = r"""
@@ -226,7 +235,7 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     work = args.cache / f"hvo-{kver}"
     work.mkdir(parents=True, exist_ok=True)
     machine = harness.Machine(ram_mib=args.ram_mib, nvdimm_gib=1, cpu=args.cpu)
-    body = {"off": OFF_BOOT, "on": ON_BOOT, "rt1g": RT1G_BOOT,
+    body = {"off": OFF_BOOT, "on": ON_BOOT, "off-boot": OFF_BOOT_ONLY, "rt1g": RT1G_BOOT,
             "repeat": REPEAT_BOOT.replace("__REPS__", args.reps)}[which]
     initrd = work / f"initramfs-{which}.cpio"
     initrd.write_bytes(harness.build_initramfs(root, kver, guest_script(body, args.reads)))
@@ -235,7 +244,8 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     cmd = harness.qemu_command(qemu, kernel, initrd, backing, machine)
     # rt1g: a fresh boot with no boot-time pages, 1 GiB runtime pages first (for kernels
     # whose runtime 1 GiB allocation fails after the other scenarios)
-    extra = "" if which in ("rt1g", "repeat") else f"{BOOT_PAGES} hugetlb_free_vmemmap={which}"
+    hvo = {"off-boot": "off"}.get(which, which)
+    extra = "" if which in ("rt1g", "repeat") else f"{BOOT_PAGES} hugetlb_free_vmemmap={hvo}"
     if extra:
         cmd[cmd.index("-append") + 1] += " " + extra
     log = work / f"console-{which}.log"
@@ -247,7 +257,8 @@ def boot_one(args: argparse.Namespace, which: str) -> dict:
     parsed = parse_hvo(console)
     files = dumpwalk.parse_files(console)
     # the repeat boot's captures only reproduce the off boot's steps; they are not kept
-    captured = [] if which == "repeat" else dumpwalk.write_captured(files, kver, prefix="hvo")
+    keep = which != "repeat" and not args.no_captured
+    captured = dumpwalk.write_captured(files, kver, prefix="hvo") if keep else []
     return {"which": which, "kernel": {"package": kpkg, "version": kver},
             "cmdline_added": extra, "boot_seconds": round(seconds, 1),
             "qemu": {"command": [Path(cmd[0]).name, *[a.replace(str(args.cache), "$CACHE")
@@ -288,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="repeat boot: a<hvo> = 64 x 2M cycle, n<hvo> = the same with nothing")
     r.add_argument("--out", type=Path, default=None)
     r.add_argument("--merge", action="store_true", help="append these boots to --out's boots")
+    r.add_argument("--no-captured", action="store_true",
+                   help="keep validation/captured/ as it is (boots that repeat measured steps)")
     a = p.parse_args(argv)
     a.cache = a.cache.resolve()
     try:
