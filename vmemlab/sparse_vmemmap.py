@@ -272,8 +272,8 @@ def vmemmap_populate_compound_pages(m: Machine, start_pfn: int, start: int, end:
             vpns = (heads[:, None] + np.arange(2, per, dtype=np.int64)[None, :]).ravel()
             pt.populate_ptes(vpns, reuse=np.repeat(mapped[1::2], per - 2))
     else:
-        # between one and two pages (a range shorter than its compound page): the page of
-        # ``addr`` and the page after it again
+        # more than a page but not two or more whole pages (a range shorter than its compound
+        # page): the page of ``addr`` and the page after it again
         pt.populate_ptes(_page_and_next(addrs >> ps), fresh=fresh)
 
 
