@@ -90,11 +90,18 @@ def _fresh(m: Machine, altmap: VmemAltmap | None):
     return alloc
 
 
-def _vpn_span(m: Machine, start: int, end: int) -> np.ndarray:
-    """vmemmap pages visited by ``for (addr = start; addr < end; addr += PAGE_SIZE)``."""
+def _vpn_bounds(m: Machine, start: int, end: int) -> tuple[int, int]:
+    """``[lo, hi)``: the vmemmap pages visited by ``for (addr = start; addr < end; addr +=
+    PAGE_SIZE)``."""
     ps = m.arch.page_shift
-    n = -(-(end - start) >> ps) if end > start else 0
-    return (start >> ps) + np.arange(n, dtype=np.int64)
+    lo = start >> ps
+    return lo, lo + (-(-(end - start) >> ps) if end > start else 0)
+
+
+def _vpn_span(m: Machine, start: int, end: int) -> np.ndarray:
+    """The vpns of :func:`_vpn_bounds`, as an array."""
+    lo, hi = _vpn_bounds(m, start, end)
+    return np.arange(lo, hi, dtype=np.int64)
 
 
 # -- population -----------------------------------------------------------------------------
@@ -102,9 +109,7 @@ def vmemmap_populate_range(m: Machine, start: int, end: int, altmap: VmemAltmap 
                            reuse: int | None = None) -> np.ndarray:
     """``vmemmap_populate_range(start, end, node, altmap, reuse)``: map every page in
     ``[start, end)``, with new pages or with ``reuse`` (one ``get_page`` per new PTE)."""
-    ps = m.arch.page_shift
-    lo = start >> ps
-    hi = lo + (-(-(end - start) >> ps) if end > start else 0)  # the vpns _vpn_span visits
+    lo, hi = _vpn_bounds(m, start, end)
     return m.pgtables.populate_pte_range(lo, hi, fresh=_fresh(m, altmap), reuse=reuse)
 
 
