@@ -6,11 +6,11 @@
 Steps: (1) gather ``book/`` and the committed chapter notebooks into a staging directory;
 (2) generate the kit pages computed by the model (cheat sheet, kernel timeline, answer key,
 instructor's guide with its timed paths: ``book/_kit.py``; cached in ``build/book-kit/`` until
-the model, a chapter or the generator changes); (3) install the widget manager
-``@jupyter-widgets/html-manager`` from the npm registry (cached in ``build/book-npm/``) and copy
-its bundle into the book's ``_static/``; (4) run Sphinx with myst-nb, which never executes a
-notebook (the outputs are those ``notebooks/_build.py`` stored).  Needs ``npm`` and the
-``book`` extra (``pip install -e ".[book]"``).
+the model, a chapter or the generator changes); (3) fetch the widget manager
+``@jupyter-widgets/html-manager`` from the npm registry (``npm pack``, cached in
+``build/book-npm/``) and copy its bundle into the book's ``_static/``; (4) run Sphinx with
+myst-nb, which never executes a notebook (the outputs are those ``notebooks/_build.py``
+stored).  Needs ``npm`` and the ``book`` extra (``pip install -e ".[book]"``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -37,18 +38,36 @@ def chapters() -> list[Path]:
 
 
 def widget_manager(dest: Path) -> Path:
-    """Install the html-manager from npm (once) and copy its dist bundle to ``dest``."""
-    dist = NPM_CACHE / "node_modules" / "@jupyter-widgets" / "html-manager" / "dist"
+    """Fetch the html-manager's release tarball from npm (once) and copy its ``dist/`` bundle
+    to ``dest``.
+
+    ``npm pack`` downloads the one package, checked against the registry's integrity hash, in
+    under a second; ``npm install`` would also resolve and unpack its 130 dependencies (about
+    13 s), none of which the bundle needs: ``dist/embed.js`` (the one ``conf.py`` loads) is
+    webpack output with every dependency inside.
+    """
+    dist = NPM_CACHE / "dist"
     if not (dist / "embed.js").exists():
-        NPM_CACHE.mkdir(parents=True, exist_ok=True)
         npm = shutil.which("npm")
         if npm is None:
-            raise SystemExit("book: npm is needed to install the widget manager (apt-get install npm)")
-        subprocess.run([npm, "install", "--prefix", str(NPM_CACHE), "--no-save", "--no-audit",
-                        "--no-fund", "--loglevel=error", HTML_MANAGER], check=True)
+            raise SystemExit("book: npm is needed to fetch the widget manager (apt-get install npm)")
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([npm, "pack", "--silent", "--pack-destination", tmp, HTML_MANAGER],
+                           check=True, stdout=subprocess.DEVNULL)
+            (tgz,) = Path(tmp).glob("*.tgz")
+            staged = Path(tmp) / "dist"
+            staged.mkdir()
+            with tarfile.open(tgz) as tar:
+                for m in tar.getmembers():
+                    name = m.name.removeprefix("package/dist/")
+                    if m.isfile() and name != m.name and "/" not in name:
+                        (staged / name).write_bytes(tar.extractfile(m).read())
+            shutil.rmtree(NPM_CACHE, ignore_errors=True)  # an older layout (npm install's tree)
+            NPM_CACHE.mkdir(parents=True)
+            staged.rename(dist)
     dest.mkdir(parents=True, exist_ok=True)
     for f in dist.iterdir():
-        if not f.name.endswith(".map"):
+        if f.is_file() and not f.name.endswith(".map"):
             shutil.copy2(f, dest / f.name)
     return dest
 

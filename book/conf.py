@@ -2,7 +2,7 @@
 
 The chapters are the committed notebooks with their stored outputs: myst-nb renders them and
 never executes them (``nb_execution_mode = "off"``).  The explorers' saved widget state is shown
-by ``@jupyter-widgets/html-manager``, installed from the npm registry at build time and copied
+by ``@jupyter-widgets/html-manager``, fetched from the npm registry at build time and copied
 into ``_static/html-manager/``, so a reader needs no network.
 """
 
