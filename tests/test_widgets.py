@@ -118,7 +118,7 @@ def test_struct_page_map_and_strict():
         check(e.render_static(map=map_, strict=strict, order=5))
 
 
-# the GUP counters of every scenario (128G mappings: about 6 s of model) are cached per
+# the GUP counters of every scenario (128G mappings: about 3 s of model) are cached per
 # process: on test_viz's worker, which computes them for its text checks, they are computed once
 @pytest.mark.xdist_group("viz")
 def test_gup_every_combination():

@@ -79,6 +79,7 @@ PG_referenced bit is counted as an atomic (``set_bit``) but not stored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -528,8 +529,7 @@ def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str =
     key = (size, flags, map, kernel, align, variant)
     if key not in _COUNTER_CACHE:
         nbytes = parse_size(size)
-        p = plan(namespace_for(nbytes), align=align, map=map, kernel=kernel)
-        vma = _map(p, nbytes)
+        vma = _scenario_vma(size, map, kernel, align)
         f = (FOLL_PIN if flags == "pin" else FOLL_GET) | FOLL_WRITE
         r = gup_fast(vma, vma.vm_start, nbytes >> vma.m.arch.page_shift, f, variant=variant,
                      apply=False)
@@ -539,6 +539,15 @@ def scenario_counters(size: str, flags: str, map: str, kernel: str, align: str =
 
 def _map(p: Any, nbytes: int) -> DaxVma:
     return dax_mmap_plan(p, size=nbytes)
+
+
+@functools.lru_cache(maxsize=4)
+def _scenario_vma(size: str, map: str, kernel: str, align: str) -> DaxVma:
+    """The namespace and mapping of one scenario: get and pin (and every variant) run on the
+    same ``mmap``, as gup_test does (``apply=False`` leaves it as it was); the table asks
+    before/after in turn, so four cover a row."""
+    nbytes = parse_size(size)
+    return _map(plan(namespace_for(nbytes), align=align, map=map, kernel=kernel), nbytes)
 
 
 def cover_letter_rows(size: str | None = None) -> list[tuple[tuple, GupCounters, float]]:

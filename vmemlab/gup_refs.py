@@ -339,6 +339,16 @@ def _resolve_vpns(m: Machine, vpns: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return home.astype(np.int64), pfn
 
 
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """``np.unique(a)`` by one stable sort: the keys come in runs (vmemmap pages in address
+    order), which timsort takes in one pass -- 0.5 ms for the half a million vmemmap pages of
+    128 GiB, against 25 ms for quicksort and 35 ms for numpy 2's hash-based ``np.unique``."""
+    a = np.sort(a, kind="stable")
+    keep = np.ones(a.size, np.bool_)
+    keep[1:] = a[1:] != a[:-1]
+    return a[keep]
+
+
 def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
     """Count what touching struct pages of pfns ``[starts, ends)`` (any overlap) reads.
 
@@ -360,11 +370,22 @@ def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> d
     ls, le = bs // L, -(-be // L)
     vs, ve = _merge_intervals(ls, le)
     out["lines_virtual"] = int((ve - vs).sum())
-    # pieces: one per (interval, vmemmap page)
+    # vmemmap pages an interval covers whole: every line of the page, and the struct pages
+    # whose first byte lies in it, whatever the interval (a long run, per-subpage-head GUP:
+    # nearly all of its pages)
+    w0, w1 = -(-bs // P), be // P
+    nw = np.maximum(w1 - w0, 0)
+    wvpn = _expand_runs(w0, nw)
+    whome, wppfn = _resolve_vpns(m, wvpn)
+    wnsp = -(-((wvpn + 1) * P) // sps) - -(-(wvpn * P) // sps)
+    # the other pieces, one per (interval, vmemmap page it covers part of): the first page
+    # of an interval that starts inside it, the last of one that ends inside it (once if
+    # both are the same page)
     v0, v1 = bs >> ps, (be - 1) >> ps
-    n = v1 - v0 + 1
-    idx = np.repeat(np.arange(s.size), n)
-    vpn = _expand_runs(v0, n)
+    head = w0 > v0
+    tail = (w1 <= v1) & ~(head & (v0 == v1))
+    idx = np.concatenate((np.flatnonzero(head), np.flatnonzero(tail)))
+    vpn = np.concatenate((v0[head], v1[tail]))
     page_b0 = vpn * P
     pb0 = np.maximum(bs[idx], page_b0)
     pb1 = np.minimum(be[idx], page_b0 + P)
@@ -375,23 +396,31 @@ def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> d
     lo = (pb0 - page_b0) // L
     hi = -(-(pb1 - page_b0) // L)
     home, ppfn = _resolve_vpns(m, vpn)
-    key = (home << 56) | ppfn
-    out["struct_pages_ram"] = int(nsp[home == RAM].sum())
-    out["struct_pages_device"] = int(nsp[home == DEVICE].sum())
-    ukeys, inv = np.unique(key, return_inverse=True)
+    out["struct_pages_ram"] = int(wnsp[whome == RAM].sum() + nsp[home == RAM].sum())
+    out["struct_pages_device"] = int(wnsp[whome == DEVICE].sum() + nsp[home == DEVICE].sum())
+    # physical pages: (home, pfn) keys; a page some interval covers whole has all its lines
+    # read, whatever else touches it
+    kbits = max(int(max(wppfn.max(initial=0), ppfn.max(initial=0))).bit_length(), 1)
+    wkeys = _distinct((whome << kbits) | wppfn)
+    keys = (home << kbits) | ppfn
+    part = ~np.isin(keys, wkeys)
+    keys, lo, hi = keys[part], lo[part], hi[part]
+    # the partly read pages: the union of each page's line ranges [lo, hi), laid end to end
+    # one slot of per_page lines per page, sorted once
+    ukeys, inv = np.unique(keys, return_inverse=True)
     per_page = P // L + 1
     c_lo = inv * per_page + lo
     c_hi = inv * per_page + hi
     order = np.argsort(c_lo, kind="stable")
-    c_lo, c_hi, h = c_lo[order], c_hi[order], home[order]
+    c_lo, c_hi, h = c_lo[order], c_hi[order], keys[order] >> kbits
     prev = np.concatenate(([-1], np.maximum.accumulate(c_hi)[:-1]))
     contrib = np.maximum(c_hi - np.maximum(c_lo, prev), 0)
-    out["lines_ram"] = int(contrib[h == RAM].sum())
-    out["lines_device"] = int(contrib[h == DEVICE].sum())
+    whole_home = wkeys >> kbits
+    for name, hm in (("ram", RAM), ("device", DEVICE)):
+        whole = int((whole_home == hm).sum())
+        out[f"lines_{name}"] = whole * (P // L) + int(contrib[h == hm].sum())
+        out[f"pages_{name}"] = whole + int((ukeys >> kbits == hm).sum())
     out["lines"] = out["lines_ram"] + out["lines_device"]
-    uhome = ukeys >> 56
-    out["pages_ram"] = int((uhome == RAM).sum())
-    out["pages_device"] = int((uhome == DEVICE).sum())
     return out
 
 
