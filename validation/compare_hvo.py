@@ -26,8 +26,9 @@ neither.  ``hvo.py run --boots repeat`` (``results/hvorepeat-<version>.json``) r
 part separately, in identical cycles with 64 x 2M pages (``a0``/``a1``) and with nothing
 allocated (``n0``).  There the dissolve alone returns what the model says within the reads'
 noise (|measured - model| <= 8), while ``capture`` changes free pages by -29..+7
-(``nr_slab_unreclaimable`` +6..+13 every time, never given back; slab reclaimable, the
-dentries and inodes of the files read, swings -12..+15) and ``kpf`` by -9..+5 (no counter
+(``nr_slab_unreclaimable`` +6..+13 every time, never given back: ``vmap_area`` slab, by the
+``slab`` boots' /proc/slabinfo, ``compare_slab.py``; slab reclaimable, the dentries and inodes
+of the files read, swings -12..+15) and ``kpf`` by -9..+5 (no counter
 moves: read noise); kpf+capture together cost 11-24 pages on 6.1.192 and 0-28 on
 6.12.117.  :func:`harness_costs` gives those parts per cycle; each runtime row gets the band
 the same parts spanned there and in the committed steps that allocated nothing

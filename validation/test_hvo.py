@@ -12,9 +12,9 @@ A dissolve's delta also holds what the guest script ran between the allocated an
 dissolved reads: the /proc/kpageflags scan (``kpf``) and, in the ``off`` boot, ``capture``.
 The ``repeat`` boots (``results/hvorepeat-*.json``, ``hvo.py run --boots repeat``) read after
 each part: the dissolve alone is the model within ALLOC_NOISE, and kpf+capture cost 0 to 28
-pages (``nr_slab_unreclaimable`` +6..+13 per capture).  So every committed dissolve must lie in
-the band those cycles span (compare_hvo.harness_band); that was the 15-20 pages the 2 MiB
-dissolves lost on both kernels.
+pages (``nr_slab_unreclaimable`` +6..+13 per capture: ``vmap_area``, test_slab.py).  So every
+committed dissolve must lie in the band those cycles span (compare_hvo.harness_band); that
+was the 15-20 pages the 2 MiB dissolves lost on both kernels.
 """
 
 from __future__ import annotations
