@@ -27,7 +27,7 @@ part separately, in identical cycles with 64 x 2M pages (``a0``/``a1``) and with
 allocated (``n0``).  There the dissolve alone returns what the model says within the reads'
 noise (|measured - model| <= 8), while ``capture`` changes free pages by -29..+7
 (``nr_slab_unreclaimable`` +6..+13 every time, never given back: ``vmap_area`` slab, by the
-``slab`` boots' /proc/slabinfo, ``compare_slab.py``; slab reclaimable, the dentries and inodes
+``slab`` boots' /proc/slabinfo, :func:`slab_attribution`; slab reclaimable, the dentries and inodes
 of the files read, swings -12..+15) and ``kpf`` by -9..+5 (no counter
 moves: read noise); kpf+capture together cost 11-24 pages on 6.1.192 and 0-28 on
 6.12.117.  :func:`harness_costs` gives those parts per cycle; each runtime row gets the band
@@ -443,6 +443,92 @@ def print_residuals(result: dict, rows: list[dict]) -> None:
               f"{me.get('residual_in_harness_band', '-')}")
 
 
+
+# -- which slab caches keep the pages capture leaves behind (results/hvoslab-*.json) -----------
+# The slab boot of hvo.py reads /proc/slabinfo right before and right after each capture and,
+# once, every cache's /sys/kernel/slab/<cache>/reclaim_account (SLUB: 1 for caches created
+# with SLAB_RECLAIM_ACCOUNT, whose pages nr_slab_reclaimable counts; the others count in
+# nr_slab_unreclaimable).  A cache's pages are num_slabs * pagesperslab (SLUB's slabinfo counts
+# every slab, per-CPU partial ones included).  The counters are read just outside the two
+# slabinfo reads, so the windows differ by one cat of slabinfo and the reads themselves.
+
+
+def load_slab(version: str) -> dict | None:
+    """``results/hvoslab-<version>.json`` if it was measured."""
+    f = RESULTS / f"hvoslab-{version}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def parse_slabinfo(text: str) -> dict[str, dict[str, int]]:
+    """``/proc/slabinfo`` (version 2.1) -> {cache: active_objs, num_objs, objsize, pagesperslab,
+    num_slabs, pages}."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith(("slabinfo", "#")):
+            continue
+        f = line.split()
+        active, num, objsize, _per_slab, pps = (int(v) for v in f[1:6])
+        i = f.index("slabdata")
+        slabs = int(f[i + 2])
+        out[f[0]] = {"active_objs": active, "num_objs": num, "objsize": objsize,
+                     "pagesperslab": pps, "num_slabs": slabs, "pages": slabs * pps}
+    return out
+
+
+def parse_reclaim_account(text: str) -> dict[str, bool]:
+    """``name reclaim_account`` lines (``hvo.py``'s listing of /sys/kernel/slab) -> {cache:
+    reclaimable}; caches whose file could not be read are left out."""
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) == 2 and f[1] in ("0", "1"):
+            out[f[0]] = f[1] == "1"
+    return out
+
+
+def slab_attribution(result: dict) -> list[dict]:
+    """Per ``slab`` cycle: the page change of every cache that changed across ``capture``
+    (``caches``: {cache: (pages, reclaimable)}), their sums split by reclaim accounting, and
+    the counters' change from the ``before`` to the ``after_capture`` reads."""
+    rows = []
+    for b in result["boots"]:
+        si = b.get("slabinfo") or {}
+        reclaim = parse_reclaim_account(si.get("reclaim_account", ""))
+        for st in b["steps"]:
+            pre, post = si.get(f"{st['name']}-pre"), si.get(f"{st['name']}-post")
+            if pre is None or post is None or "after_capture" not in st["phases"]:
+                continue
+            a, z = parse_slabinfo(pre), parse_slabinfo(post)
+            caches = {}
+            for name in sorted(set(a) | set(z)):
+                d = z.get(name, {"pages": 0})["pages"] - a.get(name, {"pages": 0})["pages"]
+                if d:
+                    caches[name] = (d, reclaim.get(name))
+            before, after = _ph(st, "before"), _ph(st, "after_capture")
+            rows.append({
+                "cycle": st["name"], "caches": caches,
+                "slabinfo_unreclaimable": sum(d for d, r in caches.values() if r is False),
+                "slabinfo_reclaimable": sum(d for d, r in caches.values() if r is True),
+                "slabinfo_unknown": sum(d for d, r in caches.values() if r is None),
+                "counter_unreclaimable": after["nr_slab_unreclaimable"]
+                - before["nr_slab_unreclaimable"],
+                "counter_reclaimable": after["nr_slab_reclaimable"] - before["nr_slab_reclaimable"],
+            })
+    return rows
+
+
+def print_slab(result: dict, rows: list[dict]) -> None:
+    print(f"kernel {result['kernel']['version']}: slab pages across capture, by cache")
+    for r in rows:
+        print(f"  {r['cycle']}: unreclaimable slabinfo {r['slabinfo_unreclaimable']:+d} "
+              f"(counter {r['counter_unreclaimable']:+d}), reclaimable slabinfo "
+              f"{r['slabinfo_reclaimable']:+d} (counter {r['counter_reclaimable']:+d})"
+              + (f", unknown {r['slabinfo_unknown']:+d}" if r["slabinfo_unknown"] else ""))
+        for name, (d, rec) in sorted(r["caches"].items(), key=lambda kv: -abs(kv[1][0])):
+            kind = {True: "reclaimable", False: "unreclaimable", None: "?"}[rec]
+            print(f"      {name:<28} {d:+4d}  {kind}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -454,10 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         res = json.loads(f.read_text())
         rows = compare(res)
-        out.append({"file": f.name, "rows": rows})
+        slab = load_slab(res["kernel"]["version"])
+        slab_rows = slab_attribution(slab) if slab else []
+        out.append({"file": f.name, "rows": rows, "slab": slab_rows})
         if not a.json:
             print_rows(res, rows)
             print_residuals(res, rows)
+            if slab:
+                print_slab(slab, slab_rows)
     if a.json:
         print(json.dumps(out, indent=1))
     return 0

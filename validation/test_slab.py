@@ -35,7 +35,7 @@ SLABINFO = "\n".join([
 
 
 def test_slabinfo_parse():
-    from compare_slab import parse_reclaim_account, parse_slabinfo
+    from compare_hvo import parse_reclaim_account, parse_slabinfo
 
     got = parse_slabinfo(SLABINFO)
     assert got["vmap_area"] == {"active_objs": 1088, "num_objs": 1088, "objsize": 64,
@@ -47,7 +47,7 @@ def test_slabinfo_parse():
 
 @pytest.fixture(scope="module", params=FILES, ids=[p.stem for p in FILES])
 def cycles(request) -> list[dict]:
-    from compare_slab import slab_attribution
+    from compare_hvo import slab_attribution
 
     return slab_attribution(json.loads(request.param.read_text()))
 
