@@ -377,7 +377,7 @@ def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> d
     nw = np.maximum(w1 - w0, 0)
     wvpn = _expand_runs(w0, nw)
     whome, wppfn = _resolve_vpns(m, wvpn)
-    wnsp = -(-((wvpn + 1) * P) // sps) - -(-(wvpn * P) // sps)
+    wnsp = -(-((wvpn + 1) * P) // sps) - -(-(wvpn * P) // sps)  # ceil((v+1)P/sps) - ceil(vP/sps)
     # the other pieces, one per (interval, vmemmap page it covers part of): the first page
     # of an interval that starts inside it, the last of one that ends inside it (once if
     # both are the same page)
@@ -405,8 +405,8 @@ def struct_page_footprint(m: Machine, starts: np.ndarray, ends: np.ndarray) -> d
     keys = (home << kbits) | ppfn
     part = ~np.isin(keys, wkeys)
     keys, lo, hi = keys[part], lo[part], hi[part]
-    # the partly read pages: the union of each page's line ranges [lo, hi), laid end to end
-    # one slot of per_page lines per page, sorted once
+    # the partly read pages: the union of each page's line ranges [lo, hi), with the pages
+    # laid end to end (one slot of per_page lines each) and sorted once
     ukeys, inv = np.unique(keys, return_inverse=True)
     per_page = P // L + 1
     c_lo = inv * per_page + lo
