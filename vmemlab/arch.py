@@ -201,7 +201,7 @@ ARCHES: dict[str, Arch] = {
                "the hash MMU is not modelled: there vmemmap_populate() (__vmemmap_populate() "
                "from 6.6) bolts the memmap into the hash page table in mmu_vmemmap_psize "
                "blocks (hash__vmemmap_create_mapping -> htab_bolt_mapping), with no Linux page "
-               "tables and no deduplication (arch/powerpc/mm/init_64.c)",
+               "tables, and from 6.4 vmemmap_can_optimize() is false (arch/powerpc/mm/init_64.c)",
                "vmemmap mapped in PMD_SIZE (2 MiB) blocks, each the memmap of 128 sections: "
                "init_64.c vmemmap_create_mapping before 6.6, radix__vmemmap_populate from 6.6 "
                "(vmemlab.sparse_vmemmap; vmemmap_hugepages stays False: that flag is the "

@@ -66,10 +66,11 @@ for arch, align, mode, opt, curve, upper, ram, dev in rows:
 #   which arm64 no longer selected (060a2c92d1b6). On
 #   5.19–6.3, with no arch gate at all, arm64 was deduplicated (try `kernel="5.19"`).
 # * `--map=dev` costs RAM only for page tables; the struct pages go to the device.
-# * Every ppc64 row is the radix MMU (`radix_enabled()`). With the hash MMU, ppc64's
-#   `vmemmap_can_optimize()` is false and `vmemmap_populate()` bolts the memmap into the hash
-#   page table (`hash__vmemmap_create_mapping()`), with no page tables to count. vmemlab does
-#   not model that case.
+# * Every ppc64 row is the radix MMU (`radix_enabled()`). With the hash MMU,
+#   `vmemmap_can_optimize()` is false (from 6.4: the arch gate, then ppc64's radix-only
+#   override in 6.6) and `vmemmap_populate()` bolts the memmap into the hash page table
+#   (`hash__vmemmap_create_mapping()`), with no page tables to count. vmemlab does not model
+#   hash-MMU kernels.
 #
 # ## Against compound order
 #
