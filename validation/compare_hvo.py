@@ -27,9 +27,9 @@ part separately, in identical cycles with 64 x 2M pages (``a0``/``a1``) and with
 allocated (``n0``).  There the dissolve alone returns what the model says within the reads'
 noise (|measured - model| <= 8), while ``capture`` changes free pages by -29..+7
 (``nr_slab_unreclaimable`` +6..+13 every time, never given back: ``vmap_area`` slab, by the
-``slab`` boots' /proc/slabinfo, :func:`slab_attribution`; slab reclaimable, the dentries and inodes
-of the files read, swings -12..+15) and ``kpf`` by -9..+5 (no counter
-moves: read noise); kpf+capture together cost 11-24 pages on 6.1.192 and 0-28 on
+``slab`` boots' /proc/slabinfo, :func:`slab_attribution`; slab reclaimable, the dentries and
+inodes of the files read, swings -12..+15) and ``kpf`` by -9..+5 (no counter moves: read
+noise); kpf+capture together cost 11-24 pages on 6.1.192 and 0-28 on
 6.12.117.  :func:`harness_costs` gives those parts per cycle; each runtime row gets the band
 the same parts spanned there and in the committed steps that allocated nothing
 (``harness_band``, widened by the dissolve-alone noise), ``dissolve_residual_less_harness``
@@ -443,7 +443,6 @@ def print_residuals(result: dict, rows: list[dict]) -> None:
               f"{me.get('residual_in_harness_band', '-')}")
 
 
-
 # -- which slab caches keep the pages capture leaves behind (results/hvoslab-*.json) -----------
 # The slab boot of hvo.py reads /proc/slabinfo right before and right after each capture and,
 # once, every cache's /sys/kernel/slab/<cache>/reclaim_account (SLUB: 1 for caches created
@@ -518,6 +517,7 @@ def slab_attribution(result: dict) -> list[dict]:
 
 
 def print_slab(result: dict, rows: list[dict]) -> None:
+    """The :func:`slab_attribution` table of one kernel, largest change first per cycle."""
     print(f"kernel {result['kernel']['version']}: slab pages across capture, by cache")
     for r in rows:
         print(f"  {r['cycle']}: unreclaimable slabinfo {r['slabinfo_unreclaimable']:+d} "
